@@ -1,0 +1,378 @@
+//! The one model: every face (harvester, OAI-PMH, REST) reads and writes
+//! these types, never a parallel representation.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{ContentHash, RecordId, SchemaId, SourceId, etag};
+
+/// The language a schema document is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SchemaKind {
+    /// W3C XML Schema 1.0.
+    Xsd,
+    /// JSON Schema (draft 4, 6, 7, 2019-09 or 2020-12).
+    Json,
+}
+
+impl SchemaKind {
+    /// The spelling stored in the database and used by the REST API
+    /// (`XML`/`JSON`, as MetaStore's `type`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchemaKind::Xsd => "XML",
+            SchemaKind::Json => "JSON",
+        }
+    }
+
+    /// Reads [`SchemaKind::as_str`]'s spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "XML" | "XSD" => Some(SchemaKind::Xsd),
+            "JSON" => Some(SchemaKind::Json),
+            _ => None,
+        }
+    }
+}
+
+/// What a caller gives to register a schema version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSchema {
+    pub schema_id: SchemaId,
+    pub kind: SchemaKind,
+    /// For XSD, the `targetNamespace` read from the document.
+    pub namespace: Option<String>,
+    /// The OAI `metadataPrefix` this schema is published under.
+    pub metadata_prefix: String,
+    pub document: Vec<u8>,
+    /// The DataCite-style record (titles, acls, …) as given by the client.
+    pub record: Value,
+}
+
+/// One immutable version of a schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemaVersion {
+    pub schema_id: SchemaId,
+    pub version: i64,
+    pub kind: SchemaKind,
+    pub namespace: Option<String>,
+    pub metadata_prefix: String,
+    pub document: Vec<u8>,
+    pub record: Value,
+    pub content_hash: ContentHash,
+    /// When version 1 was created.
+    pub created_at: DateTime<Utc>,
+    /// When this version was created.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl SchemaVersion {
+    /// The ETag of this version.
+    pub fn etag(&self) -> String {
+        etag(self.schema_id.as_str(), self.version, &self.content_hash)
+    }
+}
+
+/// A permission in a record's access control list, as in MetaStore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Permission {
+    Read,
+    Write,
+    Administrate,
+}
+
+impl Permission {
+    /// Stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Read => "READ",
+            Permission::Write => "WRITE",
+            Permission::Administrate => "ADMINISTRATE",
+        }
+    }
+
+    /// Reads the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "READ" => Some(Permission::Read),
+            "WRITE" => Some(Permission::Write),
+            "ADMINISTRATE" => Some(Permission::Administrate),
+            _ => None,
+        }
+    }
+
+    /// Whether holding `self` grants `wanted` (ADMINISTRATE ⊇ WRITE ⊇ READ).
+    pub fn grants(self, wanted: Permission) -> bool {
+        self >= wanted
+    }
+}
+
+/// One ACL entry: a subject id and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AclEntry {
+    pub sid: String,
+    pub permission: Permission,
+}
+
+/// Where a harvested record came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provenance {
+    pub harvest_time: DateTime<Utc>,
+    pub base_url: String,
+    pub oai_identifier: String,
+    /// The upstream datestamp, as the provider wrote it.
+    pub datestamp: String,
+    pub metadata_namespace: Option<String>,
+    #[serde(default)]
+    pub set_specs: Vec<String>,
+}
+
+/// What a caller gives to write a record version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordWrite {
+    pub id: RecordId,
+    pub schema_id: SchemaId,
+    pub schema_version: i64,
+    pub document: Vec<u8>,
+    /// The DataCite-style record fields the client controls; server-assigned
+    /// fields (version, lastUpdate, …) are not part of it.
+    pub record: Value,
+    /// The resources this record `IS_METADATA_FOR` (URLs, DOIs, handles).
+    pub resources: Vec<String>,
+    pub acl: Vec<AclEntry>,
+    pub source_id: Option<SourceId>,
+    pub provenance: Option<Provenance>,
+}
+
+impl RecordWrite {
+    /// The hash deciding whether this write makes a new version: document,
+    /// schema link, resource links, ACL and record fields — not provenance.
+    pub fn content_hash(&self) -> ContentHash {
+        let mut resources = self.resources.clone();
+        resources.sort();
+        resources.dedup();
+        let mut acl = self.acl.clone();
+        acl.sort();
+        acl.dedup();
+        let resources = resources.join("\n");
+        let acl = serde_json::to_string(&acl).unwrap_or_default();
+        let record = self.record.to_string();
+        let schema_version = self.schema_version.to_string();
+        let source = self.source_id.as_ref().map(|s| s.as_str()).unwrap_or("");
+        ContentHash::of_parts([
+            self.document.as_slice(),
+            self.schema_id.as_str().as_bytes(),
+            schema_version.as_bytes(),
+            resources.as_bytes(),
+            acl.as_bytes(),
+            record.as_bytes(),
+            source.as_bytes(),
+        ])
+    }
+}
+
+/// How a write states the version it expects to replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The record must not exist yet (a create).
+    Absent,
+    /// The current version must be exactly this one (an update with `If-Match`).
+    Version(i64),
+    /// Whatever is there (the harvester's upsert, which owns its records).
+    Any,
+}
+
+/// One immutable version of a record. Tombstones are versions too.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordVersion {
+    pub id: RecordId,
+    pub version: i64,
+    pub deleted: bool,
+    pub schema_id: SchemaId,
+    pub schema_version: i64,
+    /// Empty for a tombstone.
+    pub document: Vec<u8>,
+    pub record: Value,
+    pub resources: Vec<String>,
+    pub acl: Vec<AclEntry>,
+    pub source_id: Option<SourceId>,
+    pub provenance: Option<Provenance>,
+    pub content_hash: ContentHash,
+    /// The change sequence: strictly increasing over all changes, in commit order.
+    pub seq: i64,
+    /// The change time: never decreasing in `seq` order.
+    pub changed_at: DateTime<Utc>,
+    /// When version 1 was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl RecordVersion {
+    /// The ETag of this version.
+    pub fn etag(&self) -> String {
+        etag(self.id.as_str(), self.version, &self.content_hash)
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOutcome {
+    Created(RecordVersion),
+    Updated(RecordVersion),
+    /// Nothing changed, nothing written; the current version.
+    Unchanged(RecordVersion),
+    /// A tombstone was written.
+    Deleted(RecordVersion),
+}
+
+impl WriteOutcome {
+    /// The version that is current after the write.
+    pub fn version(&self) -> &RecordVersion {
+        match self {
+            WriteOutcome::Created(v)
+            | WriteOutcome::Updated(v)
+            | WriteOutcome::Unchanged(v)
+            | WriteOutcome::Deleted(v) => v,
+        }
+    }
+
+    /// Consumes the outcome into the current version.
+    pub fn into_version(self) -> RecordVersion {
+        match self {
+            WriteOutcome::Created(v)
+            | WriteOutcome::Updated(v)
+            | WriteOutcome::Unchanged(v)
+            | WriteOutcome::Deleted(v) => v,
+        }
+    }
+}
+
+/// A document that failed validation, kept with the reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRejection {
+    /// Where it came from: `harvest`, `rest`, `cli`, …
+    pub origin: String,
+    pub source_id: Option<SourceId>,
+    pub run_id: Option<i64>,
+    /// The upstream identifier or the record id, when known.
+    pub identifier: Option<String>,
+    pub schema_id: Option<SchemaId>,
+    pub schema_version: Option<i64>,
+    pub message: String,
+    pub document: Vec<u8>,
+}
+
+/// A stored rejection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub id: i64,
+    pub rejection: NewRejection,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A harvest source as registered from its config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub id: SourceId,
+    pub base_url: String,
+    pub enabled: bool,
+    /// The full configuration, as JSON, for the REST face and for auditing.
+    pub config: Value,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// How a harvest run ended (or that it has not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    /// Stopped on request (SIGTERM) after committing its last page.
+    Interrupted,
+}
+
+impl RunStatus {
+    /// Stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    /// Reads the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "running" => Some(RunStatus::Running),
+            "succeeded" => Some(RunStatus::Succeeded),
+            "failed" => Some(RunStatus::Failed),
+            "interrupted" => Some(RunStatus::Interrupted),
+            _ => None,
+        }
+    }
+}
+
+/// Per-run counts. Invariant: `seen = created + updated + unchanged + deleted + rejected`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCounts {
+    pub seen: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub unchanged: i64,
+    pub deleted: i64,
+    pub rejected: i64,
+}
+
+impl RunCounts {
+    /// Whether the "nothing lost" invariant holds.
+    pub fn balanced(&self) -> bool {
+        self.seen == self.created + self.updated + self.unchanged + self.deleted + self.rejected
+    }
+
+    /// Adds another batch's counts.
+    pub fn add(&mut self, o: &RunCounts) {
+        self.seen += o.seen;
+        self.created += o.created;
+        self.updated += o.updated;
+        self.unchanged += o.unchanged;
+        self.deleted += o.deleted;
+        self.rejected += o.rejected;
+    }
+}
+
+/// One execution against one source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HarvestRun {
+    pub id: i64,
+    pub source_id: SourceId,
+    pub status: RunStatus,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The window's `from`/`until` as sent to the provider.
+    pub window_from: Option<String>,
+    pub window_until: Option<String>,
+    /// Where to resume: opaque to the store (token, set, window position).
+    pub checkpoint: Option<Value>,
+    /// The provider's `responseDate` of the first page: the next run's `from`.
+    pub response_date: Option<String>,
+    pub counts: RunCounts,
+    pub message: Option<String>,
+}
+
+/// One item of a harvested page, committed together with the checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PageItem {
+    Put(RecordWrite),
+    /// An upstream `status="deleted"` header.
+    Delete {
+        id: RecordId,
+        provenance: Option<Provenance>,
+    },
+    Reject(NewRejection),
+}

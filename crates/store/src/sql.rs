@@ -1,0 +1,1169 @@
+//! The one SQL implementation of [`crate::Store`], instantiated for SQLite
+//! and for PostgreSQL by [`sql_store!`].
+//!
+//! Both databases run the same statements: `$n` placeholders, `ON CONFLICT`,
+//! `RETURNING`; times are microseconds since the epoch in `BIGINT`, JSON is
+//! text. What differs (column types, identity columns) lives in the
+//! per-backend migrations, and how a write transaction begins is a macro
+//! argument. A macro rather than a function generic over `sqlx::Database`
+//! because the generic form needs a dozen trait bounds repeated on every
+//! item; the macro keeps one body with concrete types.
+//!
+//! Concurrency: every write transaction first locks the single row of
+//! `change_counter` (SQLite: `BEGIN IMMEDIATE` takes the database write
+//! lock; PostgreSQL: the row lock of the first `UPDATE`). Writers are thus
+//! serialised, so change sequences are handed out in commit order and a
+//! reader that takes the same lock ([`crate::Store::horizon`]) sees every
+//! change up to the sequence it reads — none can commit below it later.
+
+use chrono::{DateTime, Utc};
+use sheaf_domain::ContentHash;
+use sheaf_domain::model::{AclEntry, Provenance, RunCounts};
+
+use crate::StoreError;
+
+/// Microseconds since the epoch, the stored form of every time.
+pub(crate) fn to_micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub(crate) fn from_micros(us: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(us)
+        .ok_or_else(|| StoreError::Corrupt(format!("time {us} out of range")))
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
+    // Serialising our own plain data types cannot fail.
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
+    s: &str,
+    what: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+pub(crate) fn provenance_from(s: Option<String>) -> Result<Option<Provenance>, StoreError> {
+    s.map(|s| from_json(&s, "provenance")).transpose()
+}
+
+pub(crate) fn acl_from(s: &str) -> Result<Vec<AclEntry>, StoreError> {
+    from_json(s, "acl")
+}
+
+pub(crate) fn tombstone_hash(live: &ContentHash) -> ContentHash {
+    ContentHash::of_parts([b"tombstone".as_slice(), live.as_str().as_bytes()])
+}
+
+/// Adds one write's effect to page counts.
+pub(crate) fn count(c: &mut RunCounts, outcome: &sheaf_domain::model::WriteOutcome) {
+    use sheaf_domain::model::WriteOutcome::*;
+    match outcome {
+        Created(_) => c.created += 1,
+        Updated(_) => c.updated += 1,
+        Unchanged(_) => c.unchanged += 1,
+        Deleted(_) => c.deleted += 1,
+    }
+}
+
+/// The change clock read under the write lock; advanced once per version.
+pub(crate) struct Clock {
+    pub seq: i64,
+    pub last: i64,
+    pub dirty: bool,
+}
+
+impl Clock {
+    /// The next change: a fresh sequence and a time never before the last.
+    pub fn tick(&mut self) -> (i64, i64) {
+        self.seq += 1;
+        self.last = self.last.max(to_micros(Utc::now()));
+        self.dirty = true;
+        (self.seq, self.last)
+    }
+}
+
+/// Columns of a record version joined with its record, in the order
+/// `version_from_row` reads them.
+pub(crate) const VERSION_COLS: &str = "v.record_id, v.version, v.deleted, v.schema_id, \
+    v.schema_version, v.document, v.record, v.resources, v.acl, v.source_id, v.provenance, \
+    v.content_hash, v.seq, v.changed_at, r.created_at";
+
+pub(crate) const SCHEMA_COLS: &str = "sv.schema_id, sv.version, sv.kind, sv.namespace, \
+    sv.metadata_prefix, sv.document, sv.record, sv.content_hash, s.created_at, sv.created_at AS updated_at";
+
+pub(crate) const RUN_COLS: &str = "run_id, source_id, status, started_at, finished_at, \
+    window_from, window_until, checkpoint, response_date, seen, created, updated, unchanged, \
+    deleted, rejected, message";
+
+/// Generates a `Store` implementation over one sqlx database.
+macro_rules! sql_store {
+    ($store:ident, $db:ty, $row:ty, $begin_write:literal) => {
+        use async_trait::async_trait;
+        use chrono::{DateTime, Utc};
+        use serde_json::Value;
+        use sheaf_domain::model::{
+            AclEntry, Expect, HarvestRun, NewRejection, NewSchema, PageItem, Provenance,
+            RecordVersion, RecordWrite, Rejection, RunCounts, RunStatus, SchemaKind,
+            SchemaVersion, Source, WriteOutcome,
+        };
+        use sheaf_domain::{ContentHash, RecordId, SchemaId, SourceId};
+        use sqlx::{QueryBuilder, Row};
+
+        use crate::sql::*;
+        use crate::{
+            Backend, ChangeQuery, Horizon, RecordFilter, Result, SchemaOutcome, Store, StoreError,
+        };
+
+        type Tx = sqlx::Transaction<'static, $db>;
+        type Conn = <$db as sqlx::Database>::Connection;
+
+        impl $store {
+            async fn begin_write(&self) -> Result<(Tx, Clock)> {
+                let mut tx = self.pool.begin_with($begin_write).await?;
+                let row = sqlx::query(
+                    "UPDATE change_counter SET seq = seq WHERE id = 1 RETURNING seq, last_time",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                let clock = Clock {
+                    seq: row.try_get("seq")?,
+                    last: row.try_get("last_time")?,
+                    dirty: false,
+                };
+                Ok((tx, clock))
+            }
+
+            async fn commit_write(mut tx: Tx, clock: Clock) -> Result<()> {
+                if clock.dirty {
+                    sqlx::query("UPDATE change_counter SET seq = $1, last_time = $2 WHERE id = 1")
+                        .bind(clock.seq)
+                        .bind(clock.last)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+
+        fn version_from_row(row: &$row) -> Result<RecordVersion> {
+            let id: String = row.try_get("record_id")?;
+            let schema_id: String = row.try_get("schema_id")?;
+            let source_id: Option<String> = row.try_get("source_id")?;
+            let record: String = row.try_get("record")?;
+            let resources: String = row.try_get("resources")?;
+            let acl: String = row.try_get("acl")?;
+            Ok(RecordVersion {
+                id: RecordId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                version: row.try_get("version")?,
+                deleted: row.try_get("deleted")?,
+                schema_id: SchemaId::parse(schema_id)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                schema_version: row.try_get("schema_version")?,
+                document: row.try_get("document")?,
+                record: from_json(&record, "record")?,
+                resources: from_json(&resources, "resources")?,
+                acl: acl_from(&acl)?,
+                source_id: source_id
+                    .map(SourceId::parse)
+                    .transpose()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                provenance: provenance_from(row.try_get("provenance")?)?,
+                content_hash: ContentHash::from_stored(row.try_get("content_hash")?),
+                seq: row.try_get("seq")?,
+                changed_at: from_micros(row.try_get("changed_at")?)?,
+                created_at: from_micros(row.try_get("created_at")?)?,
+            })
+        }
+
+        fn schema_from_row(row: &$row) -> Result<SchemaVersion> {
+            let id: String = row.try_get("schema_id")?;
+            let kind: String = row.try_get("kind")?;
+            let record: String = row.try_get("record")?;
+            Ok(SchemaVersion {
+                schema_id: SchemaId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                version: row.try_get("version")?,
+                kind: SchemaKind::parse(&kind)
+                    .ok_or_else(|| StoreError::Corrupt(format!("schema kind {kind}")))?,
+                namespace: row.try_get("namespace")?,
+                metadata_prefix: row.try_get("metadata_prefix")?,
+                document: row.try_get("document")?,
+                record: from_json(&record, "schema record")?,
+                content_hash: ContentHash::from_stored(row.try_get("content_hash")?),
+                created_at: from_micros(row.try_get("created_at")?)?,
+                updated_at: from_micros(row.try_get("updated_at")?)?,
+            })
+        }
+
+        fn run_from_row(row: &$row) -> Result<HarvestRun> {
+            let source: String = row.try_get("source_id")?;
+            let status: String = row.try_get("status")?;
+            let checkpoint: Option<String> = row.try_get("checkpoint")?;
+            let finished: Option<i64> = row.try_get("finished_at")?;
+            Ok(HarvestRun {
+                id: row.try_get("run_id")?,
+                source_id: SourceId::parse(source)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                status: RunStatus::parse(&status)
+                    .ok_or_else(|| StoreError::Corrupt(format!("run status {status}")))?,
+                started_at: from_micros(row.try_get("started_at")?)?,
+                finished_at: finished.map(from_micros).transpose()?,
+                window_from: row.try_get("window_from")?,
+                window_until: row.try_get("window_until")?,
+                checkpoint: checkpoint.map(|c| from_json(&c, "checkpoint")).transpose()?,
+                response_date: row.try_get("response_date")?,
+                counts: RunCounts {
+                    seen: row.try_get("seen")?,
+                    created: row.try_get("created")?,
+                    updated: row.try_get("updated")?,
+                    unchanged: row.try_get("unchanged")?,
+                    deleted: row.try_get("deleted")?,
+                    rejected: row.try_get("rejected")?,
+                },
+                message: row.try_get("message")?,
+            })
+        }
+
+        fn source_from_row(row: &$row) -> Result<Source> {
+            let id: String = row.try_get("source_id")?;
+            let config: String = row.try_get("config")?;
+            Ok(Source {
+                id: SourceId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                base_url: row.try_get("base_url")?,
+                enabled: row.try_get("enabled")?,
+                config: from_json(&config, "source config")?,
+                updated_at: from_micros(row.try_get("updated_at")?)?,
+            })
+        }
+
+        async fn current_version(conn: &mut Conn, id: &RecordId) -> Result<Option<RecordVersion>> {
+            let sql = format!(
+                "SELECT {VERSION_COLS} FROM records r JOIN record_versions v \
+                 ON v.record_id = r.record_id AND v.version = r.version WHERE r.record_id = $1"
+            );
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(id.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+            row.as_ref().map(version_from_row).transpose()
+        }
+
+        fn check_expect(id: &RecordId, current: Option<&RecordVersion>, expect: Expect) -> Result<()> {
+            match (expect, current) {
+                (Expect::Any, _) => Ok(()),
+                (Expect::Absent, None) => Ok(()),
+                (Expect::Absent, Some(_)) => {
+                    Err(StoreError::Conflict(format!("record {id} already exists")))
+                }
+                (Expect::Version(_), None) => Err(StoreError::NotFound(format!("record {id}"))),
+                (Expect::Version(v), Some(c)) if c.version == v => Ok(()),
+                (Expect::Version(v), Some(c)) => Err(StoreError::Conflict(format!(
+                    "record {id} is at version {}, not {v}",
+                    c.version
+                ))),
+            }
+        }
+
+        /// Inserts a version and points the record, its resources, ACL and
+        /// sets at it.
+        async fn write_version(conn: &mut Conn, v: &RecordVersion) -> Result<()> {
+            let changed = to_micros(v.changed_at);
+            sqlx::query(
+                "INSERT INTO record_versions (record_id, version, seq, deleted, schema_id, \
+                 schema_version, document, record, resources, acl, source_id, provenance, \
+                 content_hash, changed_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            )
+            .bind(v.id.as_str())
+            .bind(v.version)
+            .bind(v.seq)
+            .bind(v.deleted)
+            .bind(v.schema_id.as_str())
+            .bind(v.schema_version)
+            .bind(v.document.as_slice())
+            .bind(v.record.to_string())
+            .bind(to_json(&v.resources))
+            .bind(to_json(&v.acl))
+            .bind(v.source_id.as_ref().map(|s| s.as_str()))
+            .bind(v.provenance.as_ref().map(to_json))
+            .bind(v.content_hash.as_str())
+            .bind(changed)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "INSERT INTO records (record_id, version, seq, deleted, schema_id, source_id, \
+                 changed_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (record_id) DO UPDATE SET version = excluded.version, \
+                 seq = excluded.seq, deleted = excluded.deleted, schema_id = excluded.schema_id, \
+                 source_id = excluded.source_id, changed_at = excluded.changed_at",
+            )
+            .bind(v.id.as_str())
+            .bind(v.version)
+            .bind(v.seq)
+            .bind(v.deleted)
+            .bind(v.schema_id.as_str())
+            .bind(v.source_id.as_ref().map(|s| s.as_str()))
+            .bind(changed)
+            .bind(to_micros(v.created_at))
+            .execute(&mut *conn)
+            .await?;
+            for set in v.provenance.iter().flat_map(|p| p.set_specs.iter()) {
+                sqlx::query(
+                    "INSERT INTO version_sets (seq, set_spec) VALUES ($1, $2) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(v.seq)
+                .bind(set)
+                .execute(&mut *conn)
+                .await?;
+            }
+            sqlx::query("DELETE FROM record_resources WHERE record_id = $1")
+                .bind(v.id.as_str())
+                .execute(&mut *conn)
+                .await?;
+            for res in &v.resources {
+                sqlx::query(
+                    "INSERT INTO resources (identifier) VALUES ($1) ON CONFLICT (identifier) DO NOTHING",
+                )
+                .bind(res)
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO record_resources (resource_id, record_id) \
+                     SELECT resource_id, $2 FROM resources WHERE identifier = $1 \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(res)
+                .bind(v.id.as_str())
+                .execute(&mut *conn)
+                .await?;
+            }
+            sqlx::query("DELETE FROM acl_entries WHERE record_id = $1")
+                .bind(v.id.as_str())
+                .execute(&mut *conn)
+                .await?;
+            for e in &v.acl {
+                sqlx::query(
+                    "INSERT INTO acl_entries (record_id, sid, permission) VALUES ($1, $2, $3) \
+                     ON CONFLICT (record_id, sid) DO UPDATE SET permission = excluded.permission",
+                )
+                .bind(v.id.as_str())
+                .bind(&e.sid)
+                .bind(e.permission.as_str())
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(())
+        }
+
+        async fn apply_put(
+            conn: &mut Conn,
+            clock: &mut Clock,
+            mut w: RecordWrite,
+            expect: Expect,
+        ) -> Result<WriteOutcome> {
+            let current = current_version(conn, &w.id).await?;
+            check_expect(&w.id, current.as_ref(), expect)?;
+            let hash = w.content_hash();
+            if let Some(c) = current.as_ref().filter(|c| !c.deleted && c.content_hash == hash) {
+                return Ok(WriteOutcome::Unchanged(c.clone()));
+            }
+            w.resources.sort();
+            w.resources.dedup();
+            let (seq, now) = clock.tick();
+            let now = from_micros(now)?;
+            let v = RecordVersion {
+                id: w.id,
+                version: current.as_ref().map_or(1, |c| c.version + 1),
+                deleted: false,
+                schema_id: w.schema_id,
+                schema_version: w.schema_version,
+                document: w.document,
+                record: w.record,
+                resources: w.resources,
+                acl: w.acl,
+                source_id: w.source_id,
+                provenance: w.provenance,
+                content_hash: hash,
+                seq,
+                changed_at: now,
+                created_at: current.as_ref().map_or(now, |c| c.created_at),
+            };
+            write_version(conn, &v).await?;
+            Ok(match current {
+                None => WriteOutcome::Created(v),
+                Some(_) => WriteOutcome::Updated(v),
+            })
+        }
+
+        async fn apply_delete(
+            conn: &mut Conn,
+            clock: &mut Clock,
+            id: &RecordId,
+            expect: Expect,
+            provenance: Option<Provenance>,
+        ) -> Result<WriteOutcome> {
+            let current = current_version(conn, id).await?;
+            check_expect(id, current.as_ref(), expect)?;
+            let Some(c) = current else {
+                return Err(StoreError::NotFound(format!("record {id}")));
+            };
+            if c.deleted {
+                return Ok(WriteOutcome::Unchanged(c));
+            }
+            let (seq, now) = clock.tick();
+            let v = RecordVersion {
+                version: c.version + 1,
+                deleted: true,
+                document: Vec::new(),
+                content_hash: tombstone_hash(&c.content_hash),
+                provenance: provenance.or(c.provenance.clone()),
+                seq,
+                changed_at: from_micros(now)?,
+                ..c
+            };
+            write_version(conn, &v).await?;
+            Ok(WriteOutcome::Deleted(v))
+        }
+
+        async fn apply_rejection(conn: &mut Conn, r: &NewRejection) -> Result<i64> {
+            let row = sqlx::query(
+                "INSERT INTO rejections (origin, source_id, run_id, identifier, schema_id, \
+                 schema_version, message, document, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING rejection_id",
+            )
+            .bind(&r.origin)
+            .bind(r.source_id.as_ref().map(|s| s.as_str()))
+            .bind(r.run_id)
+            .bind(r.identifier.as_deref())
+            .bind(r.schema_id.as_ref().map(|s| s.as_str()))
+            .bind(r.schema_version)
+            .bind(&r.message)
+            .bind(r.document.as_slice())
+            .bind(to_micros(Utc::now()))
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok(row.try_get("rejection_id")?)
+        }
+
+        /// Appends the `WHERE` conditions of a change query (all but the
+        /// keyset cursor, which only `changes` uses).
+        fn push_change_filters(qb: &mut QueryBuilder<$db>, q: &ChangeQuery) {
+            qb.push(" AND v.seq <= ").push_bind(q.horizon_seq);
+            qb.push(
+                " AND NOT EXISTS (SELECT 1 FROM record_versions w WHERE w.record_id = v.record_id \
+                 AND w.seq > v.seq AND w.seq <= ",
+            )
+            .push_bind(q.horizon_seq)
+            .push(")");
+            if let Some(from) = q.from {
+                qb.push(" AND v.changed_at >= ").push_bind(to_micros(from));
+            }
+            if let Some(until) = q.until {
+                qb.push(" AND v.changed_at <= ").push_bind(to_micros(until));
+            }
+            if let Some(s) = &q.schema_id {
+                qb.push(" AND v.schema_id = ").push_bind(s.as_str());
+            }
+            if let Some(s) = &q.source_id {
+                qb.push(" AND v.source_id = ").push_bind(s.as_str());
+            }
+            if let Some(set) = &q.upstream_set {
+                qb.push(" AND EXISTS (SELECT 1 FROM version_sets vs WHERE vs.seq = v.seq AND vs.set_spec = ")
+                    .push_bind(set.as_str())
+                    .push(")");
+            }
+            if let Some(p) = &q.metadata_prefix {
+                qb.push(
+                    " AND EXISTS (SELECT 1 FROM schema_versions sp WHERE sp.schema_id = v.schema_id \
+                     AND sp.version = v.schema_version AND sp.metadata_prefix = ",
+                )
+                .push_bind(p.as_str())
+                .push(")");
+            }
+        }
+
+        /// Appends the `WHERE` conditions of a record list.
+        fn push_record_filters(qb: &mut QueryBuilder<$db>, f: &RecordFilter) {
+            qb.push(" WHERE 1 = 1");
+            if !f.include_deleted {
+                qb.push(" AND r.deleted = ").push_bind(false);
+            }
+            if !f.ids.is_empty() {
+                qb.push(" AND r.record_id IN (");
+                let mut sep = qb.separated(", ");
+                for id in &f.ids {
+                    sep.push_bind(id.as_str());
+                }
+                qb.push(")");
+            }
+            if !f.resource_ids.is_empty() {
+                qb.push(
+                    " AND r.record_id IN (SELECT rr.record_id FROM record_resources rr \
+                     JOIN resources res ON res.resource_id = rr.resource_id WHERE res.identifier IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for id in &f.resource_ids {
+                    sep.push_bind(id.as_str());
+                }
+                qb.push("))");
+            }
+            if !f.schema_ids.is_empty() {
+                qb.push(" AND r.schema_id IN (");
+                let mut sep = qb.separated(", ");
+                for id in &f.schema_ids {
+                    sep.push_bind(id.as_str());
+                }
+                qb.push(")");
+            }
+            if let Some(s) = &f.source_id {
+                qb.push(" AND r.source_id = ").push_bind(s.as_str());
+            }
+            if let Some(from) = f.from {
+                qb.push(" AND r.changed_at >= ").push_bind(to_micros(from));
+            }
+            if let Some(until) = f.until {
+                qb.push(" AND r.changed_at <= ").push_bind(to_micros(until));
+            }
+            if let Some(sids) = &f.readable_by {
+                qb.push(" AND EXISTS (SELECT 1 FROM acl_entries a WHERE a.record_id = r.record_id AND a.sid IN (");
+                let mut sep = qb.separated(", ");
+                sep.push_bind("\u{0}never");
+                for sid in sids {
+                    sep.push_bind(sid.as_str());
+                }
+                qb.push("))");
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> Backend {
+                Self::BACKEND
+            }
+
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn put_schema(&self, s: NewSchema, expect: Expect) -> Result<SchemaOutcome> {
+                let (mut tx, clock) = self.begin_write().await?;
+                let current = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {SCHEMA_COLS} FROM schemas s JOIN schema_versions sv \
+                     ON sv.schema_id = s.schema_id AND sv.version = s.current_version \
+                     WHERE s.schema_id = $1"
+                )))
+                .bind(s.schema_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .as_ref()
+                .map(schema_from_row)
+                .transpose()?;
+                let id = &s.schema_id;
+                match (expect, &current) {
+                    (Expect::Any, _) | (Expect::Absent, None) => {}
+                    (Expect::Absent, Some(_)) => {
+                        return Err(StoreError::Conflict(format!("schema {id} already exists")));
+                    }
+                    (Expect::Version(_), None) => {
+                        return Err(StoreError::NotFound(format!("schema {id}")));
+                    }
+                    (Expect::Version(v), Some(c)) if c.version != v => {
+                        return Err(StoreError::Conflict(format!(
+                            "schema {id} is at version {}, not {v}",
+                            c.version
+                        )));
+                    }
+                    (Expect::Version(_), Some(_)) => {}
+                }
+                let kind = s.kind.as_str();
+                let record = s.record.to_string();
+                let hash = ContentHash::of_parts([
+                    s.document.as_slice(),
+                    kind.as_bytes(),
+                    s.metadata_prefix.as_bytes(),
+                    s.namespace.as_deref().unwrap_or("").as_bytes(),
+                    record.as_bytes(),
+                ]);
+                if let Some(c) = current.as_ref().filter(|c| c.content_hash == hash) {
+                    return Ok(SchemaOutcome::Unchanged(c.clone()));
+                }
+                let now = Utc::now();
+                let version = current.as_ref().map_or(1, |c| c.version + 1);
+                let created_at = current.as_ref().map_or(now, |c| c.created_at);
+                sqlx::query(
+                    "INSERT INTO schemas (schema_id, current_version, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (schema_id) DO UPDATE SET current_version = excluded.current_version",
+                )
+                .bind(id.as_str())
+                .bind(version)
+                .bind(to_micros(created_at))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO schema_versions (schema_id, version, kind, namespace, \
+                     metadata_prefix, document, record, content_hash, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(id.as_str())
+                .bind(version)
+                .bind(kind)
+                .bind(s.namespace.as_deref())
+                .bind(&s.metadata_prefix)
+                .bind(s.document.as_slice())
+                .bind(&record)
+                .bind(hash.as_str())
+                .bind(to_micros(now))
+                .execute(&mut *tx)
+                .await?;
+                Self::commit_write(tx, clock).await?;
+                let v = SchemaVersion {
+                    schema_id: s.schema_id,
+                    version,
+                    kind: s.kind,
+                    namespace: s.namespace,
+                    metadata_prefix: s.metadata_prefix,
+                    document: s.document,
+                    record: s.record,
+                    content_hash: hash,
+                    created_at,
+                    updated_at: from_micros(to_micros(now))?,
+                };
+                Ok(if current.is_some() {
+                    SchemaOutcome::Updated(v)
+                } else {
+                    SchemaOutcome::Created(v)
+                })
+            }
+
+            async fn get_schema(
+                &self,
+                id: &SchemaId,
+                version: Option<i64>,
+            ) -> Result<Option<SchemaVersion>> {
+                let row = match version {
+                    Some(v) => {
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "SELECT {SCHEMA_COLS} FROM schemas s JOIN schema_versions sv \
+                             ON sv.schema_id = s.schema_id WHERE s.schema_id = $1 AND sv.version = $2"
+                        )))
+                        .bind(id.as_str())
+                        .bind(v)
+                        .fetch_optional(&self.pool)
+                        .await?
+                    }
+                    None => {
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "SELECT {SCHEMA_COLS} FROM schemas s JOIN schema_versions sv \
+                             ON sv.schema_id = s.schema_id AND sv.version = s.current_version \
+                             WHERE s.schema_id = $1"
+                        )))
+                        .bind(id.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?
+                    }
+                };
+                row.as_ref().map(schema_from_row).transpose()
+            }
+
+            async fn list_schemas(&self) -> Result<Vec<SchemaVersion>> {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {SCHEMA_COLS} FROM schemas s JOIN schema_versions sv \
+                     ON sv.schema_id = s.schema_id AND sv.version = s.current_version \
+                     ORDER BY s.schema_id"
+                )))
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(schema_from_row)
+                .collect()
+            }
+
+            async fn schema_versions(&self, id: &SchemaId) -> Result<Vec<SchemaVersion>> {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {SCHEMA_COLS} FROM schemas s JOIN schema_versions sv \
+                     ON sv.schema_id = s.schema_id WHERE s.schema_id = $1 ORDER BY sv.version DESC"
+                )))
+                .bind(id.as_str())
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(schema_from_row)
+                .collect()
+            }
+
+            async fn put_record(&self, write: RecordWrite, expect: Expect) -> Result<WriteOutcome> {
+                let (mut tx, mut clock) = self.begin_write().await?;
+                let outcome = apply_put(&mut tx, &mut clock, write, expect).await?;
+                Self::commit_write(tx, clock).await?;
+                Ok(outcome)
+            }
+
+            async fn delete_record(
+                &self,
+                id: &RecordId,
+                expect: Expect,
+                provenance: Option<Provenance>,
+            ) -> Result<WriteOutcome> {
+                let (mut tx, mut clock) = self.begin_write().await?;
+                let outcome = apply_delete(&mut tx, &mut clock, id, expect, provenance).await?;
+                Self::commit_write(tx, clock).await?;
+                Ok(outcome)
+            }
+
+            async fn resurrect_record(&self, id: &RecordId, expect: Expect) -> Result<WriteOutcome> {
+                let (mut tx, mut clock) = self.begin_write().await?;
+                let current = current_version(&mut tx, id).await?;
+                check_expect(id, current.as_ref(), expect)?;
+                let Some(c) = current else {
+                    return Err(StoreError::NotFound(format!("record {id}")));
+                };
+                if !c.deleted {
+                    return Ok(WriteOutcome::Unchanged(c));
+                }
+                let sql = format!(
+                    "SELECT {VERSION_COLS} FROM record_versions v JOIN records r \
+                     ON r.record_id = v.record_id WHERE v.record_id = $1 AND v.deleted = $2 \
+                     ORDER BY v.version DESC LIMIT 1"
+                );
+                let live = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(id.as_str())
+                    .bind(false)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .as_ref()
+                    .map(version_from_row)
+                    .transpose()?
+                    .ok_or_else(|| StoreError::Corrupt(format!("record {id} has no live version")))?;
+                let (seq, now) = clock.tick();
+                let v = RecordVersion {
+                    version: c.version + 1,
+                    seq,
+                    changed_at: from_micros(now)?,
+                    ..live
+                };
+                write_version(&mut tx, &v).await?;
+                Self::commit_write(tx, clock).await?;
+                Ok(WriteOutcome::Updated(v))
+            }
+
+            async fn get_record(
+                &self,
+                id: &RecordId,
+                version: Option<i64>,
+            ) -> Result<Option<RecordVersion>> {
+                let Some(version) = version else {
+                    let mut conn = self.pool.acquire().await?;
+                    return current_version(&mut conn, id).await;
+                };
+                let sql = format!(
+                    "SELECT {VERSION_COLS} FROM record_versions v JOIN records r \
+                     ON r.record_id = v.record_id WHERE v.record_id = $1 AND v.version = $2"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(id.as_str())
+                    .bind(version)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(version_from_row)
+                    .transpose()
+            }
+
+            async fn record_versions(&self, id: &RecordId) -> Result<Vec<RecordVersion>> {
+                let sql = format!(
+                    "SELECT {VERSION_COLS} FROM record_versions v JOIN records r \
+                     ON r.record_id = v.record_id WHERE v.record_id = $1 ORDER BY v.version DESC"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(id.as_str())
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(version_from_row)
+                    .collect()
+            }
+
+            async fn list_records(
+                &self,
+                filter: &RecordFilter,
+                offset: i64,
+                limit: i64,
+            ) -> Result<(Vec<RecordVersion>, i64)> {
+                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) AS n FROM records r");
+                push_record_filters(&mut count, filter);
+                let total: i64 = count.build().fetch_one(&self.pool).await?.try_get("n")?;
+                let mut qb = QueryBuilder::<$db>::new(format!(
+                    "SELECT {VERSION_COLS} FROM records r JOIN record_versions v \
+                     ON v.record_id = r.record_id AND v.version = r.version"
+                ));
+                push_record_filters(&mut qb, filter);
+                qb.push(" ORDER BY r.seq LIMIT ")
+                    .push_bind(limit.max(0))
+                    .push(" OFFSET ")
+                    .push_bind(offset.max(0));
+                let rows = qb.build().fetch_all(&self.pool).await?;
+                let items = rows.iter().map(version_from_row).collect::<Result<Vec<_>>>()?;
+                Ok((items, total))
+            }
+
+            async fn record_acl(&self, id: &RecordId) -> Result<Vec<AclEntry>> {
+                let rows = sqlx::query(
+                    "SELECT sid, permission FROM acl_entries WHERE record_id = $1 ORDER BY sid",
+                )
+                .bind(id.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        let p: String = r.try_get("permission")?;
+                        Ok(AclEntry {
+                            sid: r.try_get("sid")?,
+                            permission: sheaf_domain::model::Permission::parse(&p)
+                                .ok_or_else(|| StoreError::Corrupt(format!("permission {p}")))?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn horizon(&self) -> Result<Horizon> {
+                let (tx, clock) = self.begin_write().await?;
+                tx.rollback().await?;
+                Ok(Horizon {
+                    seq: clock.seq,
+                    at: from_micros(clock.last.max(to_micros(Utc::now())))?,
+                })
+            }
+
+            async fn changes(&self, q: &ChangeQuery) -> Result<Vec<RecordVersion>> {
+                let mut qb = QueryBuilder::<$db>::new(format!(
+                    "SELECT {VERSION_COLS} FROM record_versions v JOIN records r \
+                     ON r.record_id = v.record_id WHERE v.seq > "
+                ));
+                qb.push_bind(q.after_seq);
+                push_change_filters(&mut qb, q);
+                qb.push(" ORDER BY v.seq LIMIT ").push_bind(q.limit.max(0));
+                qb.build()
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(version_from_row)
+                    .collect()
+            }
+
+            async fn count_changes(&self, q: &ChangeQuery) -> Result<i64> {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT COUNT(*) AS n FROM record_versions v WHERE v.seq > 0",
+                );
+                push_change_filters(&mut qb, q);
+                Ok(qb.build().fetch_one(&self.pool).await?.try_get("n")?)
+            }
+
+            async fn earliest_change(&self) -> Result<Option<DateTime<Utc>>> {
+                let row = sqlx::query("SELECT MIN(changed_at) AS t FROM records")
+                    .fetch_one(&self.pool)
+                    .await?;
+                let t: Option<i64> = row.try_get("t")?;
+                t.map(from_micros).transpose()
+            }
+
+            async fn upstream_sets(&self, source: &SourceId) -> Result<Vec<String>> {
+                let rows = sqlx::query(
+                    "SELECT DISTINCT vs.set_spec FROM version_sets vs \
+                     JOIN record_versions v ON v.seq = vs.seq WHERE v.source_id = $1 \
+                     ORDER BY vs.set_spec",
+                )
+                .bind(source.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(|r| Ok(r.try_get("set_spec")?)).collect()
+            }
+
+            async fn upsert_source(&self, s: &Source) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO sources (source_id, base_url, enabled, config, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source_id) DO UPDATE SET \
+                     base_url = excluded.base_url, enabled = excluded.enabled, \
+                     config = excluded.config, updated_at = excluded.updated_at",
+                )
+                .bind(s.id.as_str())
+                .bind(&s.base_url)
+                .bind(s.enabled)
+                .bind(s.config.to_string())
+                .bind(to_micros(s.updated_at))
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn get_source(&self, id: &SourceId) -> Result<Option<Source>> {
+                sqlx::query("SELECT * FROM sources WHERE source_id = $1")
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(source_from_row)
+                    .transpose()
+            }
+
+            async fn list_sources(&self) -> Result<Vec<Source>> {
+                sqlx::query("SELECT * FROM sources ORDER BY source_id")
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(source_from_row)
+                    .collect()
+            }
+
+            async fn start_run(
+                &self,
+                source: &SourceId,
+                window_from: Option<String>,
+                window_until: Option<String>,
+            ) -> Result<HarvestRun> {
+                let (mut tx, clock) = self.begin_write().await?;
+                let running = sqlx::query(
+                    "SELECT run_id FROM harvest_runs WHERE source_id = $1 AND status = 'running'",
+                )
+                .bind(source.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(r) = running {
+                    let id: i64 = r.try_get("run_id")?;
+                    return Err(StoreError::Conflict(format!(
+                        "source {source} already has run {id} in progress"
+                    )));
+                }
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO harvest_runs (source_id, status, started_at, window_from, \
+                     window_until) VALUES ($1, 'running', $2, $3, $4) RETURNING {RUN_COLS}"
+                )))
+                .bind(source.as_str())
+                .bind(to_micros(Utc::now()))
+                .bind(window_from)
+                .bind(window_until)
+                .fetch_one(&mut *tx)
+                .await?;
+                let run = run_from_row(&row)?;
+                Self::commit_write(tx, clock).await?;
+                Ok(run)
+            }
+
+            async fn commit_page(
+                &self,
+                run_id: i64,
+                items: Vec<PageItem>,
+                checkpoint: Option<Value>,
+                response_date: Option<String>,
+            ) -> Result<RunCounts> {
+                let (mut tx, mut clock) = self.begin_write().await?;
+                let status: Option<String> =
+                    sqlx::query("SELECT status FROM harvest_runs WHERE run_id = $1")
+                        .bind(run_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map(|r| r.try_get("status"))
+                        .transpose()?;
+                match status.as_deref() {
+                    Some("running") => {}
+                    Some(s) => {
+                        return Err(StoreError::Conflict(format!("run {run_id} is {s}")));
+                    }
+                    None => return Err(StoreError::NotFound(format!("run {run_id}"))),
+                }
+                let mut counts = RunCounts::default();
+                for item in items {
+                    counts.seen += 1;
+                    match item {
+                        PageItem::Put(w) => {
+                            let o = apply_put(&mut tx, &mut clock, w, Expect::Any).await?;
+                            count(&mut counts, &o);
+                        }
+                        PageItem::Delete { id, provenance } => {
+                            // An upstream deletion of a record never stored
+                            // here changes nothing but is still counted.
+                            match apply_delete(&mut tx, &mut clock, &id, Expect::Any, provenance).await {
+                                Ok(_) | Err(StoreError::NotFound(_)) => counts.deleted += 1,
+                                Err(e) => return Err(e),
+                            }
+                        }
+                        PageItem::Reject(mut r) => {
+                            r.run_id = Some(run_id);
+                            apply_rejection(&mut tx, &r).await?;
+                            counts.rejected += 1;
+                        }
+                    }
+                }
+                sqlx::query(
+                    "UPDATE harvest_runs SET seen = seen + $1, created = created + $2, \
+                     updated = updated + $3, unchanged = unchanged + $4, deleted = deleted + $5, \
+                     rejected = rejected + $6, checkpoint = $7, \
+                     response_date = COALESCE(response_date, $8) WHERE run_id = $9",
+                )
+                .bind(counts.seen)
+                .bind(counts.created)
+                .bind(counts.updated)
+                .bind(counts.unchanged)
+                .bind(counts.deleted)
+                .bind(counts.rejected)
+                .bind(checkpoint.map(|c| c.to_string()))
+                .bind(response_date)
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?;
+                Self::commit_write(tx, clock).await?;
+                Ok(counts)
+            }
+
+            async fn finish_run(
+                &self,
+                run_id: i64,
+                status: RunStatus,
+                message: Option<String>,
+            ) -> Result<HarvestRun> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE harvest_runs SET status = $1, finished_at = $2, message = $3 \
+                     WHERE run_id = $4 RETURNING {RUN_COLS}"
+                )))
+                .bind(status.as_str())
+                .bind(to_micros(Utc::now()))
+                .bind(message)
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("run {run_id}")))?;
+                run_from_row(&row)
+            }
+
+            async fn get_run(&self, run_id: i64) -> Result<Option<HarvestRun>> {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {RUN_COLS} FROM harvest_runs WHERE run_id = $1"
+                )))
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .as_ref()
+                .map(run_from_row)
+                .transpose()
+            }
+
+            async fn list_runs(&self, source: Option<&SourceId>, limit: i64) -> Result<Vec<HarvestRun>> {
+                let mut qb = QueryBuilder::<$db>::new(format!(
+                    "SELECT {RUN_COLS} FROM harvest_runs WHERE 1 = 1"
+                ));
+                if let Some(s) = source {
+                    qb.push(" AND source_id = ").push_bind(s.as_str());
+                }
+                qb.push(" ORDER BY run_id DESC LIMIT ").push_bind(limit.max(0));
+                qb.build()
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(run_from_row)
+                    .collect()
+            }
+
+            async fn last_successful_run(&self, source: &SourceId) -> Result<Option<HarvestRun>> {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {RUN_COLS} FROM harvest_runs WHERE source_id = $1 \
+                     AND status = 'succeeded' ORDER BY run_id DESC LIMIT 1"
+                )))
+                .bind(source.as_str())
+                .fetch_optional(&self.pool)
+                .await?
+                .as_ref()
+                .map(run_from_row)
+                .transpose()
+            }
+
+            async fn unfinished_run(&self, source: &SourceId) -> Result<Option<HarvestRun>> {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {RUN_COLS} FROM harvest_runs WHERE source_id = $1 \
+                     AND status = 'running' ORDER BY run_id DESC LIMIT 1"
+                )))
+                .bind(source.as_str())
+                .fetch_optional(&self.pool)
+                .await?
+                .as_ref()
+                .map(run_from_row)
+                .transpose()
+            }
+
+            async fn acquire_lease(
+                &self,
+                source: &SourceId,
+                holder: &str,
+                ttl: std::time::Duration,
+            ) -> Result<bool> {
+                let now = to_micros(Utc::now());
+                let ttl = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX / 2);
+                let done = sqlx::query(
+                    "INSERT INTO leases (source_id, holder, expires_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (source_id) DO UPDATE SET holder = excluded.holder, \
+                     expires_at = excluded.expires_at \
+                     WHERE leases.holder = excluded.holder OR leases.expires_at < $4",
+                )
+                .bind(source.as_str())
+                .bind(holder)
+                .bind(now.saturating_add(ttl))
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn release_lease(&self, source: &SourceId, holder: &str) -> Result<()> {
+                sqlx::query("DELETE FROM leases WHERE source_id = $1 AND holder = $2")
+                    .bind(source.as_str())
+                    .bind(holder)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn add_rejection(&self, rejection: NewRejection) -> Result<i64> {
+                let mut conn = self.pool.acquire().await?;
+                apply_rejection(&mut conn, &rejection).await
+            }
+
+            async fn list_rejections(
+                &self,
+                source: Option<&SourceId>,
+                limit: i64,
+            ) -> Result<Vec<Rejection>> {
+                let mut qb = QueryBuilder::<$db>::new("SELECT * FROM rejections WHERE 1 = 1");
+                if let Some(s) = source {
+                    qb.push(" AND source_id = ").push_bind(s.as_str());
+                }
+                qb.push(" ORDER BY rejection_id DESC LIMIT ").push_bind(limit.max(0));
+                let rows = qb.build().fetch_all(&self.pool).await?;
+                rows.iter()
+                    .map(|row| {
+                        let source: Option<String> = row.try_get("source_id")?;
+                        let schema: Option<String> = row.try_get("schema_id")?;
+                        let corrupt = |e: sheaf_domain::IdError| StoreError::Corrupt(e.to_string());
+                        Ok(Rejection {
+                            id: row.try_get("rejection_id")?,
+                            rejection: NewRejection {
+                                origin: row.try_get("origin")?,
+                                source_id: source.map(SourceId::parse).transpose().map_err(corrupt)?,
+                                run_id: row.try_get("run_id")?,
+                                identifier: row.try_get("identifier")?,
+                                schema_id: schema.map(SchemaId::parse).transpose().map_err(corrupt)?,
+                                schema_version: row.try_get("schema_version")?,
+                                message: row.try_get("message")?,
+                                document: row.try_get("document")?,
+                            },
+                            created_at: from_micros(row.try_get("created_at")?)?,
+                        })
+                    })
+                    .collect()
+            }
+        }
+    };
+}
+
+pub(crate) use sql_store;
