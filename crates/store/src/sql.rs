@@ -527,14 +527,22 @@ macro_rules! sql_store {
             if let Some(until) = f.until {
                 qb.push(" AND r.changed_at <= ").push_bind(to_micros(until));
             }
-            if let Some(sids) = &f.readable_by {
-                qb.push(" AND EXISTS (SELECT 1 FROM acl_entries a WHERE a.record_id = r.record_id AND a.sid IN (");
-                let mut sep = qb.separated(", ");
-                sep.push_bind("\u{0}never");
-                for sid in sids {
-                    sep.push_bind(sid.as_str());
+            match f.readable_by.as_deref() {
+                None => {}
+                Some([]) => {
+                    qb.push(" AND 1 = 0");
                 }
-                qb.push("))");
+                Some(sids) => {
+                    qb.push(
+                        " AND EXISTS (SELECT 1 FROM acl_entries a WHERE a.record_id = r.record_id \
+                         AND a.sid IN (",
+                    );
+                    let mut sep = qb.separated(", ");
+                    for sid in sids {
+                        sep.push_bind(sid.as_str());
+                    }
+                    qb.push("))");
+                }
             }
         }
 

@@ -1,0 +1,863 @@
+//! The store story: one suite, run on SQLite and on PostgreSQL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::json;
+use sheaf_domain::model::{
+    AclEntry, Expect, NewRejection, NewSchema, PageItem, Permission, Provenance, RecordWrite,
+    RunStatus, SchemaKind, Source, WriteOutcome,
+};
+use sheaf_domain::{RecordId, SchemaId, SourceId};
+use sheaf_store::{ChangeQuery, DynStore, RecordFilter, SchemaOutcome, StoreError};
+
+fn sid(s: &str) -> SchemaId {
+    SchemaId::parse(s).expect("schema id")
+}
+
+fn rid(s: &str) -> RecordId {
+    RecordId::parse(s).expect("record id")
+}
+
+fn schema(id: &str, doc: &str) -> NewSchema {
+    NewSchema {
+        schema_id: sid(id),
+        kind: SchemaKind::Xsd,
+        namespace: Some("urn:test".into()),
+        metadata_prefix: id.into(),
+        document: doc.as_bytes().to_vec(),
+        record: json!({"schemaId": id}),
+    }
+}
+
+fn write(id: &str, doc: &str, resources: &[&str]) -> RecordWrite {
+    RecordWrite {
+        id: rid(id),
+        schema_id: sid("s"),
+        schema_version: 1,
+        document: doc.as_bytes().to_vec(),
+        record: json!({"title": id}),
+        resources: resources.iter().map(|s| s.to_string()).collect(),
+        acl: vec![AclEntry {
+            sid: "alice".into(),
+            permission: Permission::Administrate,
+        }],
+        source_id: None,
+        provenance: None,
+    }
+}
+
+fn provenance(identifier: &str, sets: &[&str]) -> Provenance {
+    Provenance {
+        harvest_time: Utc::now(),
+        base_url: "http://provider.test/oai".into(),
+        oai_identifier: identifier.into(),
+        datestamp: "2026-01-01".into(),
+        metadata_namespace: Some("http://www.openarchives.org/OAI/2.0/oai_dc/".into()),
+        set_specs: sets.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+async fn with_schema(store: &DynStore) {
+    store
+        .put_schema(schema("s", "<xs:schema/>"), Expect::Absent)
+        .await
+        .expect("schema");
+}
+
+async fn ping_and_backend(store: DynStore) {
+    store.ping().await.expect("ping");
+    assert!(["sqlite", "postgres"].contains(&store.backend().name()));
+}
+
+async fn schema_versions_are_immutable(store: DynStore) {
+    let created = store
+        .put_schema(schema("s", "v1"), Expect::Absent)
+        .await
+        .expect("create");
+    assert!(matches!(created, SchemaOutcome::Created(ref v) if v.version == 1));
+    let again = store
+        .put_schema(schema("s", "v1"), Expect::Version(1))
+        .await
+        .expect("same");
+    assert!(matches!(again, SchemaOutcome::Unchanged(ref v) if v.version == 1));
+    let dup = store.put_schema(schema("s", "v1"), Expect::Absent).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    let v2 = store
+        .put_schema(schema("s", "v2"), Expect::Version(1))
+        .await
+        .expect("v2")
+        .into_version();
+    assert_eq!(v2.version, 2);
+    assert_ne!(v2.etag(), created.into_version().etag());
+    let stale = store
+        .put_schema(schema("s", "v3"), Expect::Version(1))
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    let missing = store
+        .put_schema(schema("t", "v1"), Expect::Version(1))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+
+    let v1 = store
+        .get_schema(&sid("s"), Some(1))
+        .await
+        .expect("get")
+        .expect("v1");
+    assert_eq!(v1.document, b"v1");
+    let cur = store
+        .get_schema(&sid("s"), None)
+        .await
+        .expect("get")
+        .expect("cur");
+    assert_eq!(
+        (cur.version, cur.document.as_slice()),
+        (2, b"v2".as_slice())
+    );
+    assert!(
+        store
+            .get_schema(&sid("s"), Some(3))
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        store
+            .get_schema(&sid("nope"), None)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    let versions = store.schema_versions(&sid("s")).await.expect("versions");
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        [2, 1]
+    );
+    store
+        .put_schema(schema("a", "x"), Expect::Any)
+        .await
+        .expect("any");
+    let all = store.list_schemas().await.expect("list");
+    assert_eq!(
+        all.iter()
+            .map(|v| (v.schema_id.as_str(), v.version))
+            .collect::<Vec<_>>(),
+        [("a", 1), ("s", 2)]
+    );
+}
+
+async fn put_unchanged_update_and_conflict(store: DynStore) {
+    with_schema(&store).await;
+    let c = store
+        .put_record(
+            write("r1", "<a/>", &["https://doi.org/10.1/x"]),
+            Expect::Absent,
+        )
+        .await
+        .expect("create");
+    let WriteOutcome::Created(v1) = c else {
+        panic!("expected created, got {c:?}")
+    };
+    assert_eq!(v1.version, 1);
+    assert!(v1.seq > 0);
+
+    // Identical content: nothing written, not even a new sequence.
+    let u = store
+        .put_record(
+            write("r1", "<a/>", &["https://doi.org/10.1/x"]),
+            Expect::Version(1),
+        )
+        .await
+        .expect("same");
+    assert!(matches!(u, WriteOutcome::Unchanged(ref v) if v.version == 1 && v.seq == v1.seq));
+    // Provenance alone does not make a new version.
+    let mut w = write("r1", "<a/>", &["https://doi.org/10.1/x"]);
+    w.provenance = Some(provenance("oai:x:1", &[]));
+    assert!(matches!(
+        store.put_record(w, Expect::Any).await.expect("prov"),
+        WriteOutcome::Unchanged(_)
+    ));
+
+    // Each part of the content makes a new version: document, schema link,
+    // resources, record fields, ACL.
+    let mut expected = 1;
+    let mut variants = vec![
+        write("r1", "<b/>", &["https://doi.org/10.1/x"]),
+        write("r1", "<b/>", &["https://doi.org/10.1/y"]),
+    ];
+    let mut rec = write("r1", "<b/>", &["https://doi.org/10.1/y"]);
+    rec.record = json!({"title": "changed"});
+    variants.push(rec.clone());
+    rec.acl.push(AclEntry {
+        sid: "bob".into(),
+        permission: Permission::Read,
+    });
+    variants.push(rec);
+    for w in variants {
+        let o = store
+            .put_record(w, Expect::Version(expected))
+            .await
+            .expect("update");
+        expected += 1;
+        assert!(
+            matches!(o, WriteOutcome::Updated(ref v) if v.version == expected),
+            "{o:?}"
+        );
+    }
+    store
+        .put_schema(schema("s", "<xs:schema v2/>"), Expect::Version(1))
+        .await
+        .expect("schema v2");
+    let mut relinked = write("r1", "<b/>", &["https://doi.org/10.1/y"]);
+    relinked.record = json!({"title": "changed"});
+    relinked.acl.push(AclEntry {
+        sid: "bob".into(),
+        permission: Permission::Read,
+    });
+    relinked.schema_version = 2;
+    let o = store
+        .put_record(relinked, Expect::Version(expected))
+        .await
+        .expect("relink");
+    assert!(matches!(o, WriteOutcome::Updated(ref v) if v.schema_version == 2));
+    expected += 1;
+
+    let stale = store
+        .put_record(write("r1", "<c/>", &[]), Expect::Version(1))
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    let dup = store
+        .put_record(write("r1", "<c/>", &[]), Expect::Absent)
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    let missing = store
+        .put_record(write("zz", "<c/>", &[]), Expect::Version(1))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+
+    let versions = store.record_versions(&rid("r1")).await.expect("versions");
+    assert_eq!(versions.len() as i64, expected);
+    assert_eq!(versions[0].version, expected);
+    let seqs: Vec<i64> = versions.iter().rev().map(|v| v.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let times: Vec<_> = versions.iter().rev().map(|v| v.changed_at).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]));
+    let first = store
+        .get_record(&rid("r1"), Some(1))
+        .await
+        .expect("get")
+        .expect("v1");
+    assert_eq!(first.document, b"<a/>");
+    assert_eq!(first.etag(), v1.etag());
+    let etags: std::collections::HashSet<_> = versions.iter().map(|v| v.etag()).collect();
+    assert_eq!(
+        etags.len(),
+        versions.len(),
+        "every version has its own ETag"
+    );
+    assert!(
+        store
+            .get_record(&rid("r1"), Some(99))
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert_eq!(
+        store.record_acl(&rid("r1")).await.expect("acl").len(),
+        2,
+        "alice and bob"
+    );
+}
+
+async fn delete_and_resurrect(store: DynStore) {
+    with_schema(&store).await;
+    store
+        .put_record(write("r", "<live/>", &["res"]), Expect::Absent)
+        .await
+        .expect("create");
+    let d = store
+        .delete_record(&rid("r"), Expect::Version(1), None)
+        .await
+        .expect("delete");
+    let WriteOutcome::Deleted(t) = d else {
+        panic!("expected tombstone, got {d:?}")
+    };
+    assert!(t.deleted && t.version == 2 && t.document.is_empty());
+    assert!(matches!(
+        store.delete_record(&rid("r"), Expect::Any, None).await.expect("again"),
+        WriteOutcome::Unchanged(ref v) if v.version == 2
+    ));
+    assert!(matches!(
+        store.delete_record(&rid("none"), Expect::Any, None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // A deleted record is not listed, not found by resource, but still readable.
+    let (live, total) = store
+        .list_records(&RecordFilter::default(), 0, 10)
+        .await
+        .expect("list");
+    assert!(live.is_empty() && total == 0);
+    let f = RecordFilter {
+        include_deleted: true,
+        ..Default::default()
+    };
+    assert_eq!(store.list_records(&f, 0, 10).await.expect("list").1, 1);
+
+    let stale = store.resurrect_record(&rid("r"), Expect::Version(1)).await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))));
+    let r = store
+        .resurrect_record(&rid("r"), Expect::Version(2))
+        .await
+        .expect("resurrect");
+    let WriteOutcome::Updated(back) = r else {
+        panic!("expected a new version, got {r:?}")
+    };
+    assert_eq!(back.version, 3);
+    assert!(!back.deleted);
+    assert_eq!(back.document, b"<live/>");
+    assert_eq!(back.resources, ["res"]);
+    assert!(matches!(
+        store
+            .resurrect_record(&rid("r"), Expect::Any)
+            .await
+            .expect("live"),
+        WriteOutcome::Unchanged(_)
+    ));
+    // Putting the old content onto a tombstone also revives it.
+    store
+        .delete_record(&rid("r"), Expect::Any, None)
+        .await
+        .expect("delete");
+    let again = store
+        .put_record(write("r", "<live/>", &["res"]), Expect::Any)
+        .await
+        .expect("put");
+    assert!(matches!(again, WriteOutcome::Updated(ref v) if v.version == 5 && !v.deleted));
+}
+
+async fn lists_filter_and_page(store: DynStore) {
+    with_schema(&store).await;
+    store
+        .put_schema(schema("other", "x"), Expect::Absent)
+        .await
+        .expect("schema");
+    for i in 0..25 {
+        let mut w = write(&format!("r{i:02}"), "<a/>", &[&format!("res-{}", i % 5)]);
+        if i % 2 == 0 {
+            w.schema_id = sid("other");
+        }
+        if i == 7 {
+            w.acl = vec![AclEntry {
+                sid: "carol".into(),
+                permission: Permission::Read,
+            }];
+        }
+        store.put_record(w, Expect::Absent).await.expect("put");
+    }
+    let all = RecordFilter::default();
+    let (page, total) = store.list_records(&all, 0, 10).await.expect("page");
+    assert_eq!((page.len(), total), (10, 25));
+    let (page3, _) = store.list_records(&all, 20, 10).await.expect("page 3");
+    assert_eq!(page3.len(), 5);
+    assert_eq!(page3[0].id.as_str(), "r20");
+
+    let by_res = RecordFilter {
+        resource_ids: vec!["res-2".into()],
+        ..Default::default()
+    };
+    let (hits, n) = store
+        .list_records(&by_res, 0, 100)
+        .await
+        .expect("by resource");
+    assert_eq!(n, 5);
+    assert!(hits.iter().all(|v| v.resources == ["res-2"]));
+
+    let by_schema = RecordFilter {
+        schema_ids: vec![sid("other")],
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_records(&by_schema, 0, 100)
+            .await
+            .expect("schema")
+            .1,
+        13
+    );
+    let by_id = RecordFilter {
+        ids: vec![rid("r03"), rid("r04"), rid("missing")],
+        ..Default::default()
+    };
+    assert_eq!(store.list_records(&by_id, 0, 100).await.expect("ids").1, 2);
+
+    let (everything, _) = store.list_records(&all, 0, 100).await.expect("all");
+    let mid = everything[12].changed_at;
+    let from = RecordFilter {
+        from: Some(mid),
+        ..Default::default()
+    };
+    let (later, _) = store.list_records(&from, 0, 100).await.expect("from");
+    assert!(later.iter().all(|v| v.changed_at >= mid) && !later.is_empty());
+    let until = RecordFilter {
+        until: Some(mid),
+        ..Default::default()
+    };
+    let (earlier, _) = store.list_records(&until, 0, 100).await.expect("until");
+    assert!(earlier.iter().all(|v| v.changed_at <= mid) && !earlier.is_empty());
+
+    let carol = RecordFilter {
+        readable_by: Some(vec!["carol".into()]),
+        ..Default::default()
+    };
+    let (mine, n) = store.list_records(&carol, 0, 100).await.expect("acl");
+    assert_eq!(n, 1);
+    assert_eq!(mine[0].id.as_str(), "r07");
+    let nobody = RecordFilter {
+        readable_by: Some(vec![]),
+        ..Default::default()
+    };
+    assert_eq!(
+        store.list_records(&nobody, 0, 100).await.expect("none").1,
+        0
+    );
+}
+
+async fn change_feed_is_a_snapshot(store: DynStore) {
+    with_schema(&store).await;
+    for i in 0..6 {
+        let mut w = write(&format!("c{i}"), "<a/>", &[]);
+        w.source_id = Some(SourceId::parse("src").expect("id"));
+        w.provenance = Some(provenance(
+            &format!("oai:x:{i}"),
+            if i < 3 { &["math"] } else { &["phys"] },
+        ));
+        store.put_record(w, Expect::Absent).await.expect("put");
+    }
+    let h = store.horizon().await.expect("horizon");
+    let q = |after: i64| ChangeQuery {
+        after_seq: after,
+        horizon_seq: h.seq,
+        limit: 4,
+        ..Default::default()
+    };
+    assert_eq!(store.count_changes(&q(0)).await.expect("count"), 6);
+    let first = store.changes(&q(0)).await.expect("page 1");
+    assert_eq!(first.len(), 4);
+    // Changes after the snapshot: c0 (already served) and c5 (not yet served)
+    // are updated, c4 deleted, c9 created. The snapshot still shows each of
+    // its records once, as it was.
+    let last_seq = first.last().map(|v| v.seq).unwrap_or_default();
+    store
+        .put_record(write("c0", "<new/>", &[]), Expect::Any)
+        .await
+        .expect("c0");
+    store
+        .put_record(write("c5", "<new/>", &[]), Expect::Any)
+        .await
+        .expect("c5");
+    store
+        .delete_record(&rid("c4"), Expect::Any, None)
+        .await
+        .expect("c4");
+    store
+        .put_record(write("c9", "<a/>", &[]), Expect::Absent)
+        .await
+        .expect("c9");
+    let rest = store.changes(&q(last_seq)).await.expect("page 2");
+    let ids: Vec<&str> = first.iter().chain(&rest).map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, ["c0", "c1", "c2", "c3", "c4", "c5"]);
+    assert!(
+        first
+            .iter()
+            .chain(&rest)
+            .all(|v| v.version == 1 && !v.deleted)
+    );
+
+    // The next snapshot has every change, each record once, newest version.
+    let h2 = store.horizon().await.expect("horizon 2");
+    assert!(h2.seq > h.seq && h2.at >= h.at);
+    let next = store
+        .changes(&ChangeQuery {
+            after_seq: h.seq,
+            horizon_seq: h2.seq,
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("incremental");
+    let got: Vec<(&str, i64, bool)> = next
+        .iter()
+        .map(|v| (v.id.as_str(), v.version, v.deleted))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("c0", 2, false),
+            ("c5", 2, false),
+            ("c4", 2, true),
+            ("c9", 1, false)
+        ]
+    );
+
+    // Filters: source, upstream set, schema prefix, time window.
+    let all = |f: ChangeQuery| ChangeQuery {
+        horizon_seq: h.seq,
+        limit: 100,
+        ..f
+    };
+    let src = store
+        .count_changes(&all(ChangeQuery {
+            source_id: Some(SourceId::parse("src").expect("id")),
+            ..Default::default()
+        }))
+        .await
+        .expect("src");
+    assert_eq!(src, 6);
+    let math = store
+        .changes(&all(ChangeQuery {
+            upstream_set: Some("math".into()),
+            ..Default::default()
+        }))
+        .await
+        .expect("set");
+    assert_eq!(math.len(), 3);
+    let by_prefix = store
+        .count_changes(&all(ChangeQuery {
+            metadata_prefix: Some("s".into()),
+            ..Default::default()
+        }))
+        .await
+        .expect("prefix");
+    assert_eq!(by_prefix, 6);
+    let none = store
+        .count_changes(&all(ChangeQuery {
+            metadata_prefix: Some("nope".into()),
+            ..Default::default()
+        }))
+        .await
+        .expect("prefix");
+    assert_eq!(none, 0);
+    let future = store
+        .count_changes(&all(ChangeQuery {
+            from: Some(h2.at + chrono::TimeDelta::seconds(5)),
+            ..Default::default()
+        }))
+        .await
+        .expect("from");
+    assert_eq!(future, 0);
+    let past = store
+        .count_changes(&all(ChangeQuery {
+            until: Some(first[0].changed_at - chrono::TimeDelta::seconds(5)),
+            ..Default::default()
+        }))
+        .await
+        .expect("until");
+    assert_eq!(past, 0);
+    assert_eq!(
+        store
+            .upstream_sets(&SourceId::parse("src").expect("id"))
+            .await
+            .expect("sets"),
+        ["math", "phys"]
+    );
+    let earliest = store
+        .earliest_change()
+        .await
+        .expect("earliest")
+        .expect("some");
+    assert!(earliest <= first[1].changed_at);
+}
+
+async fn sources_runs_and_pages(store: DynStore) {
+    with_schema(&store).await;
+    let src = SourceId::parse("prov").expect("id");
+    let source = Source {
+        id: src.clone(),
+        base_url: "http://provider.test/oai".into(),
+        enabled: true,
+        config: json!({"metadata_prefix": "oai_dc"}),
+        updated_at: Utc::now(),
+    };
+    store.upsert_source(&source).await.expect("source");
+    store
+        .upsert_source(&Source {
+            enabled: false,
+            ..source.clone()
+        })
+        .await
+        .expect("update");
+    let got = store.get_source(&src).await.expect("get").expect("exists");
+    assert!(!got.enabled);
+    assert_eq!(store.list_sources().await.expect("list").len(), 1);
+
+    let run = store
+        .start_run(&src, Some("2026-01-01".into()), None)
+        .await
+        .expect("run");
+    assert_eq!(run.status, RunStatus::Running);
+    assert!(matches!(
+        store.start_run(&src, None, None).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store
+            .unfinished_run(&src)
+            .await
+            .expect("unfinished")
+            .map(|r| r.id),
+        Some(run.id)
+    );
+
+    let mut put = write("p1", "<a/>", &[]);
+    put.source_id = Some(src.clone());
+    let items = vec![
+        PageItem::Put(put.clone()),
+        PageItem::Put(write("p2", "<a/>", &[])),
+        PageItem::Delete {
+            id: rid("never-seen"),
+            provenance: None,
+        },
+        PageItem::Reject(NewRejection {
+            origin: "harvest".into(),
+            source_id: Some(src.clone()),
+            run_id: None,
+            identifier: Some("oai:x:bad".into()),
+            schema_id: Some(sid("s")),
+            schema_version: Some(1),
+            message: "line 1, column 3: bad".into(),
+            document: b"<bad".to_vec(),
+        }),
+    ];
+    let c = store
+        .commit_page(
+            run.id,
+            items,
+            Some(json!({"token": "t1"})),
+            Some("2026-11-23T10:00:00Z".into()),
+        )
+        .await
+        .expect("page 1");
+    assert_eq!((c.seen, c.created, c.deleted, c.rejected), (4, 2, 1, 1));
+    assert!(c.balanced());
+    let c2 = store
+        .commit_page(
+            run.id,
+            vec![
+                PageItem::Put(put),
+                PageItem::Delete {
+                    id: rid("p2"),
+                    provenance: None,
+                },
+            ],
+            Some(json!({"token": "t2"})),
+            Some("2026-11-23T11:00:00Z".into()),
+        )
+        .await
+        .expect("page 2");
+    assert_eq!((c2.seen, c2.unchanged, c2.deleted), (2, 1, 1));
+    let mid = store.get_run(run.id).await.expect("get").expect("run");
+    assert_eq!(mid.counts.seen, 6);
+    assert!(mid.counts.balanced());
+    assert_eq!(mid.checkpoint, Some(json!({"token": "t2"})));
+    assert_eq!(
+        mid.response_date.as_deref(),
+        Some("2026-11-23T10:00:00Z"),
+        "first page's"
+    );
+
+    let done = store
+        .finish_run(run.id, RunStatus::Succeeded, None)
+        .await
+        .expect("finish");
+    assert_eq!(done.status, RunStatus::Succeeded);
+    assert!(done.finished_at.is_some());
+    assert!(matches!(
+        store.commit_page(run.id, vec![], None, None).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store.unfinished_run(&src).await.expect("none").is_none());
+    assert_eq!(
+        store
+            .last_successful_run(&src)
+            .await
+            .expect("last")
+            .map(|r| r.id),
+        Some(run.id)
+    );
+    let second = store.start_run(&src, None, None).await.expect("second");
+    store
+        .finish_run(second.id, RunStatus::Failed, Some("provider down".into()))
+        .await
+        .expect("fail");
+    let runs = store.list_runs(Some(&src), 10).await.expect("runs");
+    assert_eq!(
+        runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [second.id, run.id]
+    );
+    assert_eq!(store.list_runs(None, 1).await.expect("runs").len(), 1);
+    assert_eq!(
+        store
+            .last_successful_run(&src)
+            .await
+            .expect("last")
+            .map(|r| r.id),
+        Some(run.id)
+    );
+
+    let rejections = store
+        .list_rejections(Some(&src), 10)
+        .await
+        .expect("rejections");
+    assert_eq!(rejections.len(), 1);
+    assert_eq!(rejections[0].rejection.document, b"<bad");
+    assert_eq!(rejections[0].rejection.run_id, Some(run.id));
+    let id = store
+        .add_rejection(NewRejection {
+            origin: "rest".into(),
+            source_id: None,
+            run_id: None,
+            identifier: None,
+            schema_id: None,
+            schema_version: None,
+            message: "not JSON".into(),
+            document: b"{".to_vec(),
+        })
+        .await
+        .expect("add");
+    assert_eq!(
+        store.list_rejections(None, 10).await.expect("all")[0].id,
+        id
+    );
+}
+
+async fn failed_page_commits_nothing(store: DynStore) {
+    with_schema(&store).await;
+    let src = SourceId::parse("prov").expect("id");
+    let run = store.start_run(&src, None, None).await.expect("run");
+    let mut bad = write("x2", "<a/>", &[]);
+    bad.schema_id = sid("unregistered");
+    let r = store
+        .commit_page(
+            run.id,
+            vec![PageItem::Put(write("x1", "<a/>", &[])), PageItem::Put(bad)],
+            Some(json!({"token": "t"})),
+            None,
+        )
+        .await;
+    assert!(r.is_err());
+    assert!(
+        store
+            .get_record(&rid("x1"), None)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    let run = store.get_run(run.id).await.expect("get").expect("run");
+    assert_eq!((run.counts.seen, run.checkpoint), (0, None));
+}
+
+async fn leases_expire(store: DynStore) {
+    let src = SourceId::parse("prov").expect("id");
+    let long = Duration::from_secs(60);
+    assert!(store.acquire_lease(&src, "a", long).await.expect("a"));
+    assert!(!store.acquire_lease(&src, "b", long).await.expect("b"));
+    assert!(store.acquire_lease(&src, "a", long).await.expect("renew"));
+    store.release_lease(&src, "b").await.expect("not b's");
+    assert!(
+        !store
+            .acquire_lease(&src, "b", long)
+            .await
+            .expect("still a's")
+    );
+    store.release_lease(&src, "a").await.expect("release");
+    assert!(
+        store
+            .acquire_lease(&src, "b", Duration::ZERO)
+            .await
+            .expect("b")
+    );
+    // b's lease has expired (ttl zero): a crashed holder does not block.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(store.acquire_lease(&src, "a", long).await.expect("a again"));
+}
+
+async fn concurrent_updates_one_wins(store: DynStore) {
+    with_schema(&store).await;
+    store
+        .put_record(write("hot", "<v1/>", &[]), Expect::Absent)
+        .await
+        .expect("create");
+    let store = Arc::new(store);
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                s.put_record(write("hot", &format!("<v{i}/>x"), &[]), Expect::Version(1))
+                    .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut conflicts = 0;
+    for t in tasks {
+        match t.await.expect("join") {
+            Ok(WriteOutcome::Updated(_)) => ok += 1,
+            Err(StoreError::Conflict(_)) => conflicts += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((ok, conflicts), (1, 7));
+    let versions = store.record_versions(&rid("hot")).await.expect("versions");
+    assert_eq!(versions.len(), 2, "exactly one new version");
+}
+
+async fn concurrent_writers_all_succeed(store: DynStore) {
+    with_schema(&store).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                s.put_record(write(&format!("w{i}"), "<a/>", &[]), Expect::Absent)
+                    .await
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for t in tasks {
+        let o = t.await.expect("join").expect("write");
+        assert!(matches!(o, WriteOutcome::Created(_)));
+        seqs.push(o.version().seq);
+    }
+    seqs.sort();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 8, "distinct change sequences");
+    assert_eq!(
+        store
+            .list_records(&RecordFilter::default(), 0, 100)
+            .await
+            .expect("list")
+            .1,
+        8
+    );
+}
+
+sheaf_store::backend_tests!(
+    ping_and_backend,
+    schema_versions_are_immutable,
+    put_unchanged_update_and_conflict,
+    delete_and_resurrect,
+    lists_filter_and_page,
+    change_feed_is_a_snapshot,
+    sources_runs_and_pages,
+    failed_page_commits_nothing,
+    leases_expire,
+    concurrent_updates_one_wins,
+    concurrent_writers_all_succeed,
+);
