@@ -1,0 +1,105 @@
+//! One startup shape for production and tests: [`App::build`] (connect,
+//! migrate, bind) → [`App::port`] → [`App::run_until`] (serve until the
+//! shutdown future resolves).
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use axum::Router;
+use sheaf_store::DynStore;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+
+/// The wired application, bound and ready to serve.
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    store: DynStore,
+}
+
+impl App {
+    /// Connects to (and migrates) the store, builds every face and binds
+    /// the listener.
+    pub async fn build(config: &Config) -> anyhow::Result<App> {
+        let store = open_store(config).await?;
+        Self::with_store(config, store).await
+    }
+
+    /// Builds the faces over an existing store and binds the listener.
+    pub async fn with_store(config: &Config, store: DynStore) -> anyhow::Result<App> {
+        let router = routes(store.clone());
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        Ok(App {
+            listener,
+            router,
+            store,
+        })
+    }
+
+    /// The bound port (useful when the config asked for port 0).
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The store the app serves.
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("server failed")
+    }
+}
+
+/// Connects to the configured database and migrates it.
+pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
+    sheaf_store::connect(&config.database_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Every face, merged.
+fn routes(store: DynStore) -> Router {
+    crate::health::router(store)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,173 @@
+//! The binary as an operator meets it: first start, bad databases, exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn sheaf(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sheaf"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SHEAF_DATABASE_URL")
+        .env_remove("SHEAF_LISTEN")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run sheaf")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// One clear line, no panic, no backtrace.
+fn assert_one_clear_line(o: &Output) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.starts_with("sheaf: error: "), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[test]
+fn daemon_first_start_creates_database_and_answers_health() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sheaf"))
+        .args(["daemon", "--listen", &listen])
+        .current_dir(dir.path())
+        .env_remove("SHEAF_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn daemon");
+    let url = format!("http://{listen}/health");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        match reqwest::blocking::get(&url) {
+            Ok(r) => break r.status().as_u16(),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => {
+                let _ = child.kill();
+                panic!("daemon never answered: {e}");
+            }
+        }
+    };
+    assert_eq!(status, 200);
+    assert!(dir.path().join("data/sheaf.db").is_file());
+
+    // SIGTERM: a clean exit, promptly.
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            assert!(s.success(), "exit status {s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "daemon did not stop within 10 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn unreachable_database_is_one_line_with_password_masked() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let o = sheaf(
+        dir.path(),
+        &[
+            "migrate",
+            "--database-url",
+            "postgres://sheaf:hunter2@127.0.0.1:1/sheaf",
+        ],
+    );
+    assert_one_clear_line(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains("postgres://sheaf:***@127.0.0.1:1/sheaf"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn unsupported_scheme_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let o = sheaf(
+        dir.path(),
+        &["migrate", "--database-url", "mysql://root:pw@localhost/x"],
+    );
+    assert_one_clear_line(&o);
+    assert!(!stderr(&o).contains(":pw@"));
+}
+
+#[test]
+fn corrupt_sqlite_file_is_reported_not_overwritten() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let garbage = vec![0x5a_u8; 8192];
+    std::fs::write(dir.path().join("broken.db"), &garbage).expect("write");
+    let o = sheaf(
+        dir.path(),
+        &["migrate", "--database-url", "sqlite:broken.db"],
+    );
+    assert_one_clear_line(&o);
+    assert!(stderr(&o).contains("broken.db"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(dir.path().join("broken.db")).expect("read"),
+        garbage
+    );
+}
+
+#[test]
+fn migrating_twice_is_a_no_op_and_newer_databases_are_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for _ in 0..2 {
+        let o = sheaf(dir.path(), &["migrate"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    // Pretend a newer Sheaf applied a migration this binary does not know.
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3; c = sqlite3.connect('data/sheaf.db'); \
+             c.execute(\"INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9999, 'from the future', 1, x'00', 0)\"); c.commit()",
+        )
+        .current_dir(dir.path())
+        .output()
+        .expect("python3");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = sheaf(dir.path(), &["migrate"]);
+    assert_one_clear_line(&o);
+    assert!(stderr(&o).contains("newer Sheaf"), "{}", stderr(&o));
+}
+
+#[test]
+fn config_check_reports_bad_files() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("sheaf.toml"), "listen = 5\n").expect("write");
+    let o = sheaf(dir.path(), &["config", "check"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    // TOML errors quote the offending line with a caret: several lines, by design.
+    assert!(
+        err.starts_with("sheaf: error: config file sheaf.toml"),
+        "{err}"
+    );
+    assert!(err.contains("line 1, column 10"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
