@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures_util::stream::BoxStream;
 use serde_json::Value;
 use sheaf_domain::model::{
     AclEntry, Expect, HarvestRun, NewRejection, NewSchema, PageItem, Provenance, RecordVersion,
@@ -193,6 +194,10 @@ pub trait Store: Send + Sync + 'static {
     /// One page of the change feed (see [`ChangeQuery`]).
     async fn changes(&self, query: &ChangeQuery) -> Result<Vec<RecordVersion>>;
 
+    /// The same rows as [`Store::changes`], streamed as the database yields
+    /// them, so a reader never holds a whole page.
+    fn changes_stream(&self, query: ChangeQuery) -> BoxStream<'static, Result<RecordVersion>>;
+
     /// How many records [`Store::changes`] would return without limit and
     /// with `after_seq = 0`.
     async fn count_changes(&self, query: &ChangeQuery) -> Result<i64>;
@@ -202,6 +207,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The upstream set specs recorded for a source, sorted.
     async fn upstream_sets(&self, source: &SourceId) -> Result<Vec<String>>;
+
+    /// The secret stored under `name`, storing `candidate` first when there
+    /// is none: the first caller wins, on every process sharing the database.
+    async fn shared_secret(&self, name: &str, candidate: Vec<u8>) -> Result<Vec<u8>>;
 
     /// Registers or updates a source from its config.
     async fn upsert_source(&self, source: &Source) -> Result<()>;

@@ -267,8 +267,14 @@ macro_rules! sql_store {
         }
 
         /// Inserts a version and points the record, its resources, ACL and
-        /// sets at it.
-        async fn write_version(conn: &mut Conn, v: &RecordVersion) -> Result<()> {
+        /// sets at it. `previous` is the version it replaces: resource links
+        /// and ACL rows are rewritten only when they differ from it, which
+        /// keeps the common harvest write to two or three statements.
+        async fn write_version(
+            conn: &mut Conn,
+            v: &RecordVersion,
+            previous: Option<&RecordVersion>,
+        ) -> Result<()> {
             let changed = to_micros(v.changed_at);
             sqlx::query(
                 "INSERT INTO record_versions (record_id, version, seq, deleted, schema_id, \
@@ -319,11 +325,14 @@ macro_rules! sql_store {
                 .execute(&mut *conn)
                 .await?;
             }
-            sqlx::query("DELETE FROM record_resources WHERE record_id = $1")
-                .bind(v.id.as_str())
-                .execute(&mut *conn)
-                .await?;
-            for res in &v.resources {
+            let same_resources = previous.is_some_and(|p| p.resources == v.resources);
+            if previous.is_some() && !same_resources {
+                sqlx::query("DELETE FROM record_resources WHERE record_id = $1")
+                    .bind(v.id.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            for res in v.resources.iter().filter(|_| !same_resources) {
                 sqlx::query(
                     "INSERT INTO resources (identifier) VALUES ($1) ON CONFLICT (identifier) DO NOTHING",
                 )
@@ -340,11 +349,14 @@ macro_rules! sql_store {
                 .execute(&mut *conn)
                 .await?;
             }
-            sqlx::query("DELETE FROM acl_entries WHERE record_id = $1")
-                .bind(v.id.as_str())
-                .execute(&mut *conn)
-                .await?;
-            for e in &v.acl {
+            let same_acl = previous.is_some_and(|p| p.acl == v.acl);
+            if previous.is_some() && !same_acl {
+                sqlx::query("DELETE FROM acl_entries WHERE record_id = $1")
+                    .bind(v.id.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            for e in v.acl.iter().filter(|_| !same_acl) {
                 sqlx::query(
                     "INSERT INTO acl_entries (record_id, sid, permission) VALUES ($1, $2, $3) \
                      ON CONFLICT (record_id, sid) DO UPDATE SET permission = excluded.permission",
@@ -371,6 +383,8 @@ macro_rules! sql_store {
                 return Ok(WriteOutcome::Unchanged(c.clone()));
             }
             w.resources.sort();
+            w.acl.sort();
+            w.acl.dedup();
             w.resources.dedup();
             let (seq, now) = clock.tick();
             let now = from_micros(now)?;
@@ -391,7 +405,7 @@ macro_rules! sql_store {
                 changed_at: now,
                 created_at: current.as_ref().map_or(now, |c| c.created_at),
             };
-            write_version(conn, &v).await?;
+            write_version(conn, &v, current.as_ref()).await?;
             Ok(match current {
                 None => WriteOutcome::Created(v),
                 Some(_) => WriteOutcome::Updated(v),
@@ -422,9 +436,9 @@ macro_rules! sql_store {
                 provenance: provenance.or(c.provenance.clone()),
                 seq,
                 changed_at: from_micros(now)?,
-                ..c
+                ..c.clone()
             };
-            write_version(conn, &v).await?;
+            write_version(conn, &v, Some(&c)).await?;
             Ok(WriteOutcome::Deleted(v))
         }
 
@@ -753,7 +767,7 @@ macro_rules! sql_store {
                     changed_at: from_micros(now)?,
                     ..live
                 };
-                write_version(&mut tx, &v).await?;
+                write_version(&mut tx, &v, Some(&c)).await?;
                 Self::commit_write(tx, clock).await?;
                 Ok(WriteOutcome::Updated(v))
             }
@@ -862,6 +876,35 @@ macro_rules! sql_store {
                     .collect()
             }
 
+            fn changes_stream(
+                &self,
+                q: ChangeQuery,
+            ) -> futures_util::stream::BoxStream<'static, Result<RecordVersion>> {
+                use futures_util::StreamExt;
+                // The row stream borrows its query and pool, so it runs in
+                // its own task and hands rows over a small bounded channel.
+                let pool = self.pool.clone();
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordVersion>>(64);
+                tokio::spawn(async move {
+                    let mut qb = QueryBuilder::<$db>::new(format!(
+                        "SELECT {VERSION_COLS} FROM record_versions v JOIN records r \
+                         ON r.record_id = v.record_id WHERE v.seq > "
+                    ));
+                    qb.push_bind(q.after_seq);
+                    push_change_filters(&mut qb, &q);
+                    qb.push(" ORDER BY v.seq LIMIT ").push_bind(q.limit.max(0));
+                    let mut rows = qb.build().fetch(&pool);
+                    while let Some(row) = rows.next().await {
+                        let item = row.map_err(StoreError::from).and_then(|r| version_from_row(&r));
+                        let failed = item.is_err();
+                        if tx.send(item).await.is_err() || failed {
+                            break;
+                        }
+                    }
+                });
+                Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+            }
+
             async fn count_changes(&self, q: &ChangeQuery) -> Result<i64> {
                 let mut qb = QueryBuilder::<$db>::new(
                     "SELECT COUNT(*) AS n FROM record_versions v WHERE v.seq > 0",
@@ -888,6 +931,22 @@ macro_rules! sql_store {
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter().map(|r| Ok(r.try_get("set_spec")?)).collect()
+            }
+
+            async fn shared_secret(&self, name: &str, candidate: Vec<u8>) -> Result<Vec<u8>> {
+                sqlx::query(
+                    "INSERT INTO shared_secrets (name, value) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(candidate)
+                .execute(&self.pool)
+                .await?;
+                let row = sqlx::query("SELECT value FROM shared_secrets WHERE name = $1")
+                    .bind(name)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(row.try_get("value")?)
             }
 
             async fn upsert_source(&self, s: &Source) -> Result<()> {

@@ -226,6 +226,22 @@ async fn put_unchanged_update_and_conflict(store: DynStore) {
     assert!(matches!(o, WriteOutcome::Updated(ref v) if v.schema_version == 2));
     expected += 1;
 
+    // Resource links follow the current version.
+    let by = |r: &str| RecordFilter {
+        resource_ids: vec![r.to_owned()],
+        ..Default::default()
+    };
+    let (old, _) = store
+        .list_records(&by("https://doi.org/10.1/x"), 0, 10)
+        .await
+        .expect("x");
+    assert!(old.is_empty());
+    let (new, _) = store
+        .list_records(&by("https://doi.org/10.1/y"), 0, 10)
+        .await
+        .expect("y");
+    assert_eq!(new.len(), 1);
+
     let stale = store
         .put_record(write("r1", "<c/>", &[]), Expect::Version(1))
         .await;
