@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use futures_util::StreamExt;
 use serde_json::json;
 use sheaf_domain::model::{
     AclEntry, Expect, NewRejection, NewSchema, PageItem, Permission, Provenance, RecordWrite,
@@ -466,6 +467,17 @@ async fn change_feed_is_a_snapshot(store: DynStore) {
     assert_eq!(store.count_changes(&q(0)).await.expect("count"), 6);
     let first = store.changes(&q(0)).await.expect("page 1");
     assert_eq!(first.len(), 4);
+    let streamed: Vec<_> = store
+        .changes_stream(q(0))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("stream");
+    assert_eq!(
+        streamed, first,
+        "the stream yields what the page query returns"
+    );
     // Changes after the snapshot: c0 (already served) and c5 (not yet served)
     // are updated, c4 deleted, c9 created. The snapshot still shows each of
     // its records once, as it was.
@@ -779,6 +791,26 @@ async fn failed_page_commits_nothing(store: DynStore) {
     assert_eq!((run.counts.seen, run.checkpoint), (0, None));
 }
 
+async fn shared_secret_first_writer_wins(store: DynStore) {
+    let a = store
+        .shared_secret("token-key", b"first".to_vec())
+        .await
+        .expect("first");
+    let b = store
+        .shared_secret("token-key", b"second".to_vec())
+        .await
+        .expect("second");
+    assert_eq!(
+        (a.as_slice(), b.as_slice()),
+        (b"first".as_slice(), b"first".as_slice())
+    );
+    let other = store
+        .shared_secret("other", b"x".to_vec())
+        .await
+        .expect("other");
+    assert_eq!(other, b"x");
+}
+
 async fn leases_expire(store: DynStore) {
     let src = SourceId::parse("prov").expect("id");
     let long = Duration::from_secs(60);
@@ -874,6 +906,7 @@ sheaf_store::backend_tests!(
     sources_runs_and_pages,
     failed_page_commits_nothing,
     leases_expire,
+    shared_secret_first_writer_wins,
     concurrent_updates_one_wins,
     concurrent_writers_all_succeed,
 );
