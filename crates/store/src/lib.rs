@@ -84,7 +84,8 @@ pub struct RecordFilter {
     pub until: Option<DateTime<Utc>>,
     pub include_deleted: bool,
     /// When set, only records on whose ACL one of these subjects has at
-    /// least READ (the REST face's authorisation filter).
+    /// least READ, or that have no ACL at all (harvested records are
+    /// public) — the REST face's authorisation filter.
     pub readable_by: Option<Vec<String>>,
 }
 

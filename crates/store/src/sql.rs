@@ -547,15 +547,17 @@ macro_rules! sql_store {
                     qb.push(" AND 1 = 0");
                 }
                 Some(sids) => {
+                    // A record without any ACL entry (harvested) is public.
                     qb.push(
-                        " AND EXISTS (SELECT 1 FROM acl_entries a WHERE a.record_id = r.record_id \
+                        " AND (NOT EXISTS (SELECT 1 FROM acl_entries a0 WHERE a0.record_id = r.record_id) \
+                         OR EXISTS (SELECT 1 FROM acl_entries a WHERE a.record_id = r.record_id \
                          AND a.sid IN (",
                     );
                     let mut sep = qb.separated(", ");
                     for sid in sids {
                         sep.push_bind(sid.as_str());
                     }
-                    qb.push("))");
+                    qb.push(")))");
                 }
             }
         }
