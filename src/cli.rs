@@ -68,6 +68,36 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Manage registered schemas.
+    Schemas {
+        #[command(subcommand)]
+        command: SchemasCommand,
+    },
+    /// Validate documents against a registered schema: exit 0 when all are
+    /// valid, 1 when any is invalid, 2 on usage errors.
+    Validate {
+        /// schemaId or schemaId@version.
+        schema: String,
+        /// The documents to validate.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SchemasCommand {
+    /// Register a schema document (XSD or JSON Schema) as a new version.
+    Add {
+        /// The schemaId.
+        id: String,
+        /// The schema document.
+        file: PathBuf,
+        /// The OAI metadataPrefix (default: the schemaId).
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// List registered schemas with their current versions.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,8 +134,10 @@ fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    // Colour only on a terminal: under systemd the journal gets plain text.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -136,8 +168,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Schemas { command } => {
+            let registry = registry(&config).await?;
+            let code = match command {
+                SchemasCommand::Add { id, file, prefix } => {
+                    sheaf_validate::cli::schemas_add(&registry, &id, &file, prefix).await
+                }
+                SchemasCommand::List => sheaf_validate::cli::schemas_list(&registry).await,
+            };
+            Ok(exit(code))
+        }
+        Command::Validate { schema, files } => {
+            let registry = registry(&config).await?;
+            Ok(exit(
+                sheaf_validate::cli::validate_files(&registry, &schema, &files).await,
+            ))
+        }
         Command::Harvest { .. } | Command::Runs { .. } => not_built("harvesting"),
     }
+}
+
+async fn registry(config: &Config) -> anyhow::Result<sheaf_validate::Registry> {
+    let store = open_store(config).await?;
+    crate::startup::open_registry(config, store).await
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 fn not_built(what: &str) -> anyhow::Result<ExitCode> {

@@ -23,6 +23,15 @@ struct FileConfig {
     database_url: Option<String>,
     listen: Option<String>,
     harvest_configs: Option<PathBuf>,
+    #[serde(default)]
+    validation: ValidationSection,
+}
+
+/// `[validation]`: limits applied to every document before parsing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValidationSection {
+    max_document_bytes: Option<usize>,
 }
 
 /// Values given on the command line (the last layer).
@@ -42,6 +51,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The directory of `<source>.toml` harvest configs.
     pub harvest_configs: PathBuf,
+    /// Limits for validation (document size).
+    pub validation: sheaf_validate::Limits,
     /// The file the config was read from, if any.
     pub file: Option<PathBuf>,
 }
@@ -105,10 +116,15 @@ impl Config {
         if database_url.expose().trim().is_empty() {
             bail!("database URL is empty");
         }
+        let mut validation = sheaf_validate::Limits::default();
+        if let Some(max) = file_cfg.validation.max_document_bytes {
+            validation.max_document_bytes = max;
+        }
         Ok(Config {
             database_url,
             listen,
             harvest_configs,
+            validation,
             file,
         })
     }

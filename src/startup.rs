@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use axum::Router;
 use sheaf_store::DynStore;
+use sheaf_validate::Registry;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -16,7 +17,7 @@ use crate::config::Config;
 pub struct App {
     listener: TcpListener,
     router: Router,
-    store: DynStore,
+    registry: Registry,
 }
 
 impl App {
@@ -27,16 +28,18 @@ impl App {
         Self::with_store(config, store).await
     }
 
-    /// Builds the faces over an existing store and binds the listener.
+    /// Builds the faces over an existing store (registering the built-in
+    /// schemas if missing) and binds the listener.
     pub async fn with_store(config: &Config, store: DynStore) -> anyhow::Result<App> {
-        let router = routes(store.clone());
+        let registry = open_registry(config, store).await?;
+        let router = routes(&registry);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         Ok(App {
             listener,
             router,
-            store,
+            registry,
         })
     }
 
@@ -52,9 +55,9 @@ impl App {
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
-    /// The store the app serves.
-    pub fn store(&self) -> &DynStore {
-        &self.store
+    /// The schema registry (and through it the store) the app serves.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests.
@@ -76,9 +79,20 @@ pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// The schema registry over a store, with the built-in schemas (oai_dc)
+/// registered so harvested Dublin Core validates out of the box.
+pub async fn open_registry(config: &Config, store: DynStore) -> anyhow::Result<Registry> {
+    let registry = Registry::new(store, config.validation.clone());
+    registry
+        .ensure_builtins()
+        .await
+        .context("cannot register the built-in schemas")?;
+    Ok(registry)
+}
+
 /// Every face, merged.
-fn routes(store: DynStore) -> Router {
-    crate::health::router(store)
+fn routes(registry: &Registry) -> Router {
+    crate::health::router(registry.store().clone())
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -171,3 +171,37 @@ fn config_check_reports_bad_files() {
     assert!(err.contains("line 1, column 10"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn validate_exit_codes_follow_the_verdict() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let good = r#"<oai_dc:dc xmlns:oai_dc="http://www.openarchives.org/OAI/2.0/oai_dc/"
+        xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title>A title</dc:title></oai_dc:dc>"#;
+    let bad = r#"<oai_dc:dc xmlns:oai_dc="http://www.openarchives.org/OAI/2.0/oai_dc/"
+        xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:nonsense>x</dc:nonsense></oai_dc:dc>"#;
+    std::fs::write(dir.path().join("good.xml"), good).expect("write");
+    std::fs::write(dir.path().join("bad.xml"), bad).expect("write");
+
+    let o = sheaf(dir.path(), &["validate", "oai_dc", "good.xml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = sheaf(dir.path(), &["validate", "oai_dc", "good.xml", "bad.xml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(all.contains("bad.xml") && all.contains("nonsense"), "{all}");
+    let o = sheaf(dir.path(), &["validate", "no_such_schema", "good.xml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = sheaf(dir.path(), &["validate", "oai_dc"]);
+    assert_eq!(o.status.code(), Some(2), "files are required");
+
+    let o = sheaf(dir.path(), &["schemas", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("oai_dc"));
+}
+
+#[test]
+fn commands_not_built_yet_say_so() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let o = sheaf(dir.path(), &["runs"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("not built yet"), "{}", stderr(&o));
+}
