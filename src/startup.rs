@@ -82,7 +82,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
 /// The schema registry over a store, with the built-in schemas (oai_dc)
 /// registered so harvested Dublin Core validates out of the box.
 pub async fn open_registry(config: &Config, store: DynStore) -> anyhow::Result<Registry> {
-    let registry = Registry::new(store, config.validation.clone());
+    let registry = Registry::new(store, config.validation);
     registry
         .ensure_builtins()
         .await
