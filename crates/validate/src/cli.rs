@@ -92,7 +92,7 @@ pub async fn schemas_list(registry: &Registry) -> i32 {
             for s in schemas {
                 println!(
                     "{:<24} {:>7} {:<5} {:<16} {}",
-                    s.schema_id,
+                    s.schema_id.as_str(),
                     s.version,
                     s.kind.as_str(),
                     s.metadata_prefix,

@@ -466,3 +466,59 @@ pub(crate) fn bundled_bundle(file_name: &str) -> Result<(String, Arc<XsdBundle>)
         .insert(schema.file_name, Arc::clone(&bundle));
     Ok((key, bundle))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// The loader is the second line of defence: even a location that
+    /// escaped the rewrite (here: compiled directly, without it) is served
+    /// nothing and fetched from nowhere.
+    #[test]
+    fn the_loader_refuses_what_the_bundle_does_not_hold() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                drop(conn);
+            }
+        });
+        for location in [
+            format!("http://{addr}/evil.xsd"),
+            "file:///etc/hostname".to_owned(),
+            "../../etc/hostname".to_owned(),
+        ] {
+            let schema = format!(
+                r#"<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:a">
+  <xs:include schemaLocation="{location}"/></xs:schema>"#
+            );
+            let doc = parse_untrusted(schema.as_bytes()).unwrap();
+            let err = compile_document(doc, &Arc::new(HashMap::new()))
+                .err()
+                .expect("an include the loader refuses does not compile");
+            let text = err.to_string();
+            assert!(text.contains("refused to load external resource"), "{text}");
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn last_segments() {
+        assert_eq!(last_segment("http://h/a/b.xsd?x=1#f"), "b.xsd");
+        assert_eq!(last_segment("b.xsd"), "b.xsd");
+        assert_eq!(last_segment("dir\\c.xsd"), "c.xsd");
+    }
+
+    #[test]
+    fn every_bundled_schema_compiles_alone() {
+        for b in bundled::BUNDLED {
+            bundled_bundle(b.file_name).unwrap();
+        }
+    }
+}
