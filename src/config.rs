@@ -25,6 +25,8 @@ struct FileConfig {
     harvest_configs: Option<PathBuf>,
     #[serde(default)]
     validation: ValidationSection,
+    #[serde(default)]
+    rest: sheaf_rest::RestConfig,
 }
 
 /// `[validation]`: limits applied to every document before parsing.
@@ -53,6 +55,8 @@ pub struct Config {
     pub harvest_configs: PathBuf,
     /// Limits for validation (document size).
     pub validation: sheaf_validate::Limits,
+    /// `[rest]`: the MetaStore-compatible REST face.
+    pub rest: sheaf_rest::RestConfig,
     /// The file the config was read from, if any.
     pub file: Option<PathBuf>,
 }
@@ -125,6 +129,7 @@ impl Config {
             listen,
             harvest_configs,
             validation,
+            rest: file_cfg.rest,
             file,
         })
     }

@@ -32,7 +32,7 @@ impl App {
     /// schemas if missing) and binds the listener.
     pub async fn with_store(config: &Config, store: DynStore) -> anyhow::Result<App> {
         let registry = open_registry(config, store).await?;
-        let router = routes(&registry);
+        let router = routes(config, &registry);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -91,8 +91,9 @@ pub async fn open_registry(config: &Config, store: DynStore) -> anyhow::Result<R
 }
 
 /// Every face, merged.
-fn routes(registry: &Registry) -> Router {
+fn routes(config: &Config, registry: &Registry) -> Router {
     crate::health::router(registry.store().clone())
+        .merge(sheaf_rest::router(registry.clone(), config.rest.clone()))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -62,3 +62,23 @@ async fn health_is_503_when_postgres_goes_away() {
     assert_eq!(r.status(), 503);
     server.abort();
 }
+
+#[tokio::test]
+async fn every_face_is_mounted() {
+    let db = TestDb::sqlite().await;
+    let (base, server) = start(&db).await;
+    let r = reqwest::get(format!("{base}/api/v2/schemas"))
+        .await
+        .expect("rest");
+    assert_eq!(r.status(), 200);
+    let schemas: serde_json::Value = r.json().await.expect("json");
+    assert!(
+        schemas.to_string().contains("oai_dc"),
+        "the built-in schema is listed: {schemas}"
+    );
+    let r = reqwest::get(format!("{base}/api/v2/openapi.json"))
+        .await
+        .expect("openapi");
+    assert_eq!(r.status(), 200);
+    server.abort();
+}
