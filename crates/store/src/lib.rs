@@ -199,9 +199,15 @@ pub trait Store: Send + Sync + 'static {
     /// them, so a reader never holds a whole page.
     fn changes_stream(&self, query: ChangeQuery) -> BoxStream<'static, Result<RecordVersion>>;
 
-    /// How many records [`Store::changes`] would return without limit and
-    /// with `after_seq = 0`.
+    /// How many records [`Store::changes`] would return without limit, from
+    /// `after_seq` on.
     async fn count_changes(&self, query: &ChangeQuery) -> Result<i64>;
+
+    /// The last change sequence whose change time is before `t` (0 if
+    /// none). Change times never decrease in sequence order, so every later
+    /// sequence changed at or after `t`: a `from` time becomes a keyset
+    /// start, and an incremental list never scans what came before it.
+    async fn seq_before(&self, t: DateTime<Utc>) -> Result<i64>;
 
     /// The change time of the oldest version still visible, if any.
     async fn earliest_change(&self) -> Result<Option<DateTime<Utc>>>;

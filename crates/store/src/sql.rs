@@ -544,7 +544,9 @@ macro_rules! sql_store {
             match f.readable_by.as_deref() {
                 None => {}
                 Some([]) => {
-                    qb.push(" AND 1 = 0");
+                    qb.push(
+                        " AND NOT EXISTS (SELECT 1 FROM acl_entries a0 WHERE a0.record_id = r.record_id)",
+                    );
                 }
                 Some(sids) => {
                     // A record without any ACL entry (harvested) is public.
@@ -817,20 +819,28 @@ macro_rules! sql_store {
                 offset: i64,
                 limit: i64,
             ) -> Result<(Vec<RecordVersion>, i64)> {
-                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) AS n FROM records r");
-                push_record_filters(&mut count, filter);
-                let total: i64 = count.build().fetch_one(&self.pool).await?.try_get("n")?;
+                let (offset, limit) = (offset.max(0), limit.max(0));
                 let mut qb = QueryBuilder::<$db>::new(format!(
                     "SELECT {VERSION_COLS} FROM records r JOIN record_versions v \
                      ON v.record_id = r.record_id AND v.version = r.version"
                 ));
                 push_record_filters(&mut qb, filter);
                 qb.push(" ORDER BY r.seq LIMIT ")
-                    .push_bind(limit.max(0))
+                    .push_bind(limit)
                     .push(" OFFSET ")
-                    .push_bind(offset.max(0));
+                    .push_bind(offset);
                 let rows = qb.build().fetch_all(&self.pool).await?;
                 let items = rows.iter().map(version_from_row).collect::<Result<Vec<_>>>()?;
+                let n = items.len() as i64;
+                // A short page that is not past the end tells the total: the
+                // count query (half the cost of a lookup) is skipped.
+                let total = if n < limit && (n > 0 || offset == 0) {
+                    offset + n
+                } else {
+                    let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) AS n FROM records r");
+                    push_record_filters(&mut count, filter);
+                    count.build().fetch_one(&self.pool).await?.try_get("n")?
+                };
                 Ok((items, total))
             }
 
@@ -854,11 +864,20 @@ macro_rules! sql_store {
             }
 
             async fn horizon(&self) -> Result<Horizon> {
-                let (tx, clock) = self.begin_write().await?;
-                tx.rollback().await?;
+                let (tx, mut clock) = self.begin_write().await?;
+                let at = clock.last.max(to_micros(Utc::now()));
+                // The horizon's time is stored as the clock's last time, so
+                // a later change is never stamped before it — not even by a
+                // process whose wall clock lags this one's.
+                if at > clock.last {
+                    clock.last = at;
+                    clock.dirty = true;
+                }
+                let seq = clock.seq;
+                Self::commit_write(tx, clock).await?;
                 Ok(Horizon {
-                    seq: clock.seq,
-                    at: from_micros(clock.last.max(to_micros(Utc::now())))?,
+                    seq,
+                    at: from_micros(at)?,
                 })
             }
 
@@ -909,10 +928,22 @@ macro_rules! sql_store {
 
             async fn count_changes(&self, q: &ChangeQuery) -> Result<i64> {
                 let mut qb = QueryBuilder::<$db>::new(
-                    "SELECT COUNT(*) AS n FROM record_versions v WHERE v.seq > 0",
+                    "SELECT COUNT(*) AS n FROM record_versions v WHERE v.seq > ",
                 );
+                qb.push_bind(q.after_seq);
                 push_change_filters(&mut qb, q);
                 Ok(qb.build().fetch_one(&self.pool).await?.try_get("n")?)
+            }
+
+            async fn seq_before(&self, t: DateTime<Utc>) -> Result<i64> {
+                let row = sqlx::query(
+                    "SELECT seq FROM record_versions WHERE changed_at < $1 \
+                     ORDER BY changed_at DESC, seq DESC LIMIT 1",
+                )
+                .bind(to_micros(t))
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|r| r.try_get("seq")).transpose()?.unwrap_or(0))
             }
 
             async fn earliest_change(&self) -> Result<Option<DateTime<Utc>>> {

@@ -444,6 +444,19 @@ async fn lists_filter_and_page(store: DynStore) {
         store.list_records(&nobody, 0, 100).await.expect("none").1,
         0
     );
+    // A record without any ACL (harvested) is public.
+    let mut public = write("pub", "<a/>", &[]);
+    public.acl.clear();
+    store
+        .put_record(public, Expect::Absent)
+        .await
+        .expect("public");
+    let (seen, n) = store.list_records(&nobody, 0, 100).await.expect("public");
+    assert_eq!((n, seen[0].id.as_str()), (1, "pub"));
+    assert_eq!(
+        store.list_records(&carol, 0, 100).await.expect("carol").1,
+        2
+    );
 }
 
 async fn change_feed_is_a_snapshot(store: DynStore) {
