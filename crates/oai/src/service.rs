@@ -489,6 +489,13 @@ impl Oai {
                     return err(Code::NoSetHierarchy, "this repository has no sets yet");
                 }
                 let horizon = self.store.horizon().await?;
+                // Change times follow change sequences, so the list can
+                // start right after the last change before `from` instead of
+                // scanning everything older.
+                let after_seq = match &sel.from {
+                    Some(f) => self.store.seq_before(f.start()).await?,
+                    None => 0,
+                };
                 let mut st = TokenState {
                     kind,
                     prefix: Some(sel.prefix.clone()),
@@ -497,7 +504,7 @@ impl Oai {
                     until: sel.until.map(|d| d.to_string()),
                     horizon_seq: horizon.seq,
                     horizon_at: horizon.at.timestamp_micros(),
-                    after_seq: 0,
+                    after_seq,
                     after_set: None,
                     cursor: 0,
                     size: 0,
