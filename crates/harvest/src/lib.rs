@@ -9,13 +9,19 @@
 //! Depends on `sheaf-domain`, `sheaf-store` (trait only) and
 //! `sheaf-validate`; never on a concrete store backend.
 
+pub mod cli;
 pub mod client;
 pub mod config;
+pub mod describe;
 pub mod guard;
 pub mod parse;
+pub mod plan;
+pub mod register;
 mod repair;
 pub mod resource;
 pub mod retry;
+pub mod run;
+pub mod schedule;
 
 pub use client::{Client, ClientError, ClientStats, ListRequest, ListVerb};
 pub use config::{
