@@ -27,6 +27,8 @@ struct FileConfig {
     validation: ValidationSection,
     #[serde(default)]
     rest: sheaf_rest::RestConfig,
+    #[serde(default)]
+    oai: sheaf_oai::OaiConfig,
 }
 
 /// `[validation]`: limits applied to every document before parsing.
@@ -57,6 +59,8 @@ pub struct Config {
     pub validation: sheaf_validate::Limits,
     /// `[rest]`: the MetaStore-compatible REST face.
     pub rest: sheaf_rest::RestConfig,
+    /// `[oai]`: the OAI-PMH endpoint.
+    pub oai: sheaf_oai::OaiConfig,
     /// The file the config was read from, if any.
     pub file: Option<PathBuf>,
 }
@@ -120,6 +124,9 @@ impl Config {
         if database_url.expose().trim().is_empty() {
             bail!("database URL is empty");
         }
+        if let Err(e) = file_cfg.oai.check() {
+            bail!("[oai] {}", e.0);
+        }
         let mut validation = sheaf_validate::Limits::default();
         if let Some(max) = file_cfg.validation.max_document_bytes {
             validation.max_document_bytes = max;
@@ -130,6 +137,7 @@ impl Config {
             harvest_configs,
             validation,
             rest: file_cfg.rest,
+            oai: file_cfg.oai,
             file,
         })
     }
@@ -199,7 +207,7 @@ mod tests {
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, "databse_url = \"x\"\n").expect("write");
         let o = Overrides {
-            config_file: Some(file),
+            config_file: Some(file.clone()),
             ..Default::default()
         };
         let err = Config::load_with(&o, env(&[]))
@@ -226,6 +234,19 @@ mod tests {
             .expect_err("listen")
             .to_string();
         assert!(err.contains("nope"), "{err}");
+
+        std::fs::write(&file, "[oai]\nrepository_identifier = \"not a domain\"\n").expect("write");
+        let o = Overrides {
+            config_file: Some(file.clone()),
+            ..Default::default()
+        };
+        let err = Config::load_with(&o, env(&[]))
+            .expect_err("bad oai")
+            .to_string();
+        assert!(
+            err.contains("[oai]") && err.contains("repository_identifier"),
+            "{err}"
+        );
 
         let missing = Overrides {
             config_file: Some(dir.path().join("absent.toml")),

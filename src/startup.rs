@@ -94,6 +94,10 @@ pub async fn open_registry(config: &Config, store: DynStore) -> anyhow::Result<R
 fn routes(config: &Config, registry: &Registry) -> Router {
     crate::health::router(registry.store().clone())
         .merge(sheaf_rest::router(registry.clone(), config.rest.clone()))
+        .merge(sheaf_oai::router(
+            registry.store().clone(),
+            config.oai.clone(),
+        ))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
