@@ -105,7 +105,10 @@ pub(crate) fn compile(
     let own_uri = schema_uri(schema);
     let mut builder = jsonschema::Registry::new();
     for c in registered {
-        let by_id = schema_uri(&c.document).filter(|u| Some(*u) != own_uri);
+        // A registered schema with an unusable `$id` stays reachable by its
+        // `sheaf:///` URL; it must not break unrelated compilations.
+        let by_id = schema_uri(&c.document)
+            .filter(|u| Some(*u) != own_uri && jsonschema::uri::from_str(u).is_ok());
         for uri in by_id
             .map(str::to_owned)
             .into_iter()

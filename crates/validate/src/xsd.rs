@@ -172,9 +172,14 @@ fn last_segment(location: &str) -> &str {
 
 /// Rewrites every import/include/redefine of a parsed schema to the
 /// `sheaf:///` URL of what it resolves to; returns those targets.
+///
+/// `main_namespace` is the namespace of the schema being compiled: an
+/// imported document importing it back needs nothing loaded (the compiler
+/// already has it), so that location is dropped.
 fn rewrite_locations<'a>(
     doc: &Document,
     resolver: &Resolver<'a>,
+    main_namespace: Option<&str>,
 ) -> Result<Vec<Target<'a>>, ValidationReport> {
     let Some(root) = doc.get_root_element() else {
         return Err(ValidationReport::message(
@@ -203,6 +208,12 @@ fn rewrite_locations<'a>(
         } else {
             root.get_attribute("targetNamespace")
         };
+        if kind == "import" && main_namespace.is_some() && namespace.as_deref() == main_namespace {
+            if location.is_some() && child.remove_attribute("schemaLocation").is_err() {
+                refused.push(Diagnostic::new("cannot rewrite the location of xs:import"));
+            }
+            continue;
+        }
         match resolver.resolve(namespace.as_deref(), location.as_deref()) {
             Some(target) => {
                 if child
@@ -352,7 +363,7 @@ fn build(
     let namespace = doc
         .get_root_element()
         .and_then(|r| r.get_attribute("targetNamespace"));
-    let mut queue = rewrite_locations(&doc, resolver)?;
+    let mut queue = rewrite_locations(&doc, resolver, None)?;
     let mut resources = HashMap::new();
     let mut seen = HashSet::new();
     while let Some(target) = queue.pop() {
@@ -361,7 +372,10 @@ fn build(
             continue;
         }
         let dep = parse_untrusted(target.document()).map_err(|r| prefix_report(&url, r))?;
-        queue.extend(rewrite_locations(&dep, resolver).map_err(|r| prefix_report(&url, r))?);
+        queue.extend(
+            rewrite_locations(&dep, resolver, namespace.as_deref())
+                .map_err(|r| prefix_report(&url, r))?,
+        );
         resources.insert(url, dep.to_string().into_bytes());
     }
     let resources = Arc::new(resources);

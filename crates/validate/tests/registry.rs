@@ -399,6 +399,54 @@ async fn imports_resolve_against_registered_and_bundled_schemas(store: DynStore)
     }
 }
 
+async fn schemas_may_import_each_other(store: DynStore) {
+    let r = registry(store);
+    let a_v1 = r#"<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:a">
+  <xs:simpleType name="code"><xs:restriction base="xs:string"><xs:length value="2"/></xs:restriction></xs:simpleType>
+</xs:schema>"#;
+    let b = r#"<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:b"
+    xmlns:a="urn:a" elementFormDefault="qualified">
+  <xs:import namespace="urn:a" schemaLocation="a.xsd"/>
+  <xs:element name="b" type="a:code"/>
+</xs:schema>"#;
+    let a_v2 = r#"<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:a"
+    xmlns:b="urn:b" elementFormDefault="qualified">
+  <xs:import namespace="urn:b" schemaLocation="b.xsd"/>
+  <xs:simpleType name="code"><xs:restriction base="xs:string"><xs:length value="2"/></xs:restriction></xs:simpleType>
+  <xs:element name="a"><xs:complexType><xs:sequence><xs:element ref="b:b"/></xs:sequence></xs:complexType></xs:element>
+</xs:schema>"#;
+    r.register(
+        request("a", SchemaKind::Xsd, a_v1.as_bytes()),
+        Expect::Absent,
+    )
+    .await
+    .unwrap();
+    r.register(request("b", SchemaKind::Xsd, b.as_bytes()), Expect::Absent)
+        .await
+        .unwrap();
+    r.register(
+        request("a", SchemaKind::Xsd, a_v2.as_bytes()),
+        Expect::Version(1),
+    )
+    .await
+    .unwrap();
+    r.validate(
+        &id("a"),
+        Some(2),
+        br#"<a xmlns="urn:a"><b xmlns="urn:b">XY</b></a>"#,
+    )
+    .await
+    .unwrap();
+    invalid(
+        r.validate(
+            &id("a"),
+            Some(2),
+            br#"<a xmlns="urn:a"><b xmlns="urn:b">XYZ</b></a>"#,
+        )
+        .await,
+    );
+}
+
 /// A listener on 127.0.0.1 that counts the connections it accepts.
 fn canary() -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -666,6 +714,7 @@ sheaf_store::backend_tests!(
     over_size_documents_are_refused_before_parsing,
     builtins_register_oai_dc_once,
     imports_resolve_against_registered_and_bundled_schemas,
+    schemas_may_import_each_other,
     schemas_importing_over_the_network_are_refused_without_a_connection,
     json_refs_resolve_against_registered_schemas,
     concurrent_validation_matches_serial,
