@@ -151,7 +151,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let config = Config::load(&overrides)?;
     match cli.command {
-        Command::Daemon | Command::Serve => serve(&config).await,
+        Command::Daemon => serve(&config, true).await,
+        Command::Serve => serve(&config, false).await,
         Command::Migrate => {
             open_store(&config).await?;
             println!("database {} is migrated", config.database_url);
@@ -159,15 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Config {
             command: ConfigCommand::Check,
-        } => {
-            println!(
-                "config ok: database {}, listen {}, harvest configs in {}",
-                config.database_url,
-                config.listen,
-                config.harvest_configs.display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        } => Ok(config_check(&config)),
         Command::Schemas { command } => {
             let registry = registry(&config).await?;
             let code = match command {
@@ -184,7 +177,54 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 sheaf_validate::cli::validate_files(&registry, &schema, &files).await,
             ))
         }
-        Command::Harvest { .. } | Command::Runs { .. } => not_built("harvesting"),
+        Command::Harvest {
+            source,
+            from,
+            until,
+            full,
+        } => {
+            let path = config.harvest_configs.join(format!("{source}.toml"));
+            if !path.is_file() {
+                anyhow::bail!("no source {source:?}: {} does not exist", path.display());
+            }
+            let source = sheaf_harvest::load_file(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let registry = registry(&config).await?;
+            Ok(exit(
+                sheaf_harvest::cli::harvest(&registry, &source, from, until, full).await,
+            ))
+        }
+        Command::Runs { source } => {
+            let store = open_store(&config).await?;
+            Ok(exit(
+                sheaf_harvest::cli::runs(&store, source.as_deref()).await,
+            ))
+        }
+    }
+}
+
+/// `sheaf config check`: the config file (already loaded) and every
+/// harvest config, each problem named by file and field.
+fn config_check(config: &Config) -> ExitCode {
+    let (valid, errors) = sheaf_harvest::check_dir(&config.harvest_configs);
+    for e in &errors {
+        eprintln!("{e}");
+    }
+    println!(
+        "config {}: database {}, listen {}; {} harvest source(s) valid, {} invalid in {}",
+        config
+            .file
+            .as_ref()
+            .map_or("defaults".to_owned(), |f| f.display().to_string()),
+        config.database_url,
+        config.listen,
+        valid,
+        errors.len(),
+        config.harvest_configs.display()
+    );
+    if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -197,21 +237,57 @@ fn exit(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-fn not_built(what: &str) -> anyhow::Result<ExitCode> {
-    eprintln!("sheaf: {what} is not built yet in this version");
-    Ok(ExitCode::from(2))
-}
-
-async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
+/// Serves HTTP and, for the daemon, runs every enabled source on its
+/// schedule; both stop on SIGTERM/Ctrl-C, the harvests after committing
+/// their current page.
+async fn serve(config: &Config, with_scheduler: bool) -> anyhow::Result<ExitCode> {
     let app = App::build(config).await?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let scheduler = if with_scheduler {
+        let (sources, errors) = sheaf_harvest::load_dir(&config.harvest_configs);
+        for e in &errors {
+            tracing::error!("skipping invalid harvest config: {e}");
+        }
+        let enabled = sources.iter().filter(|s| s.enabled).count();
+        tracing::info!(
+            valid = sources.len(),
+            enabled,
+            invalid = errors.len(),
+            dir = %config.harvest_configs.display(),
+            "harvest sources loaded"
+        );
+        let settings = sheaf_harvest::schedule::DaemonSettings {
+            max_concurrent: config.daemon.max_concurrent,
+            lease_ttl: std::time::Duration::from_secs(config.daemon.lease_ttl_secs),
+            ..Default::default()
+        };
+        Some(tokio::spawn(sheaf_harvest::schedule::run_daemon(
+            app.registry().clone(),
+            sources,
+            settings,
+            stop.clone(),
+        )))
+    } else {
+        None
+    };
     tracing::info!(
         listen = %app.local_addr(),
         database = %config.database_url,
+        scheduler = with_scheduler,
         "sheaf is serving"
     );
     // Tell systemd (Type=notify) we are ready; a no-op without NOTIFY_SOCKET.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    app.run_until(shutdown_signal()).await?;
+    let server_stop = stop.clone();
+    let server = tokio::spawn(app.run_until(async move { server_stop.cancelled().await }));
+    shutdown_signal().await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    stop.cancel();
+    if let Some(s) = scheduler {
+        let _ = s.await;
+    }
+    server
+        .await
+        .map_err(|e| anyhow::anyhow!("server task: {e}"))??;
     Ok(ExitCode::SUCCESS)
 }

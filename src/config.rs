@@ -29,6 +29,28 @@ struct FileConfig {
     rest: sheaf_rest::RestConfig,
     #[serde(default)]
     oai: sheaf_oai::OaiConfig,
+    #[serde(default)]
+    daemon: DaemonSection,
+}
+
+/// `[daemon]`: how the scheduler runs harvests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonSection {
+    /// Harvest runs in flight at once, over all sources.
+    pub max_concurrent: usize,
+    /// Seconds a source's lease lasts without renewal; a crashed daemon's
+    /// sources are taken over by another after it.
+    pub lease_ttl_secs: u64,
+}
+
+impl Default for DaemonSection {
+    fn default() -> Self {
+        DaemonSection {
+            max_concurrent: 4,
+            lease_ttl_secs: 60,
+        }
+    }
 }
 
 /// `[validation]`: limits applied to every document before parsing.
@@ -61,6 +83,8 @@ pub struct Config {
     pub rest: sheaf_rest::RestConfig,
     /// `[oai]`: the OAI-PMH endpoint.
     pub oai: sheaf_oai::OaiConfig,
+    /// `[daemon]`: the harvest scheduler.
+    pub daemon: DaemonSection,
     /// The file the config was read from, if any.
     pub file: Option<PathBuf>,
 }
@@ -127,6 +151,9 @@ impl Config {
         if let Err(e) = file_cfg.oai.check() {
             bail!("[oai] {}", e.0);
         }
+        if file_cfg.daemon.max_concurrent == 0 || file_cfg.daemon.lease_ttl_secs == 0 {
+            bail!("[daemon] max_concurrent and lease_ttl_secs must be at least 1");
+        }
         let mut validation = sheaf_validate::Limits::default();
         if let Some(max) = file_cfg.validation.max_document_bytes {
             validation.max_document_bytes = max;
@@ -138,6 +165,7 @@ impl Config {
             validation,
             rest: file_cfg.rest,
             oai: file_cfg.oai,
+            daemon: file_cfg.daemon,
             file,
         })
     }

@@ -199,9 +199,48 @@ fn validate_exit_codes_follow_the_verdict() {
 }
 
 #[test]
-fn commands_not_built_yet_say_so() {
+fn harvest_configs_are_checked_and_runs_listed() {
     let dir = tempfile::tempdir().expect("tmp");
+    let hc = dir.path().join("harvest-configs");
+    std::fs::create_dir(&hc).expect("mkdir");
+    std::fs::write(
+        hc.join("good.toml"),
+        "base_url = \"http://127.0.0.1:9/oai\"\nmetadata_prefix = \"oai_dc\"\nschedule = \"15 2 * * *\"\n",
+    )
+    .expect("write");
+    std::fs::write(
+        hc.join("bad.toml"),
+        "base_url = \"http://127.0.0.1:9/oai\"\nmetadata_prefix = \"oai_dc\"\nschedule = \"61 * * * *\"\n",
+    )
+    .expect("write");
+    let o = sheaf(dir.path(), &["config", "check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("bad.toml") && err.contains("schedule"),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("1 harvest source(s) valid, 1 invalid"));
+
+    std::fs::remove_file(hc.join("bad.toml")).expect("rm");
+    let o = sheaf(dir.path(), &["config", "check"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let o = sheaf(dir.path(), &["harvest", "absent"]);
+    assert_one_clear_line(&o);
+    assert!(stderr(&o).contains("absent.toml"), "{}", stderr(&o));
+
     let o = sheaf(dir.path(), &["runs"]);
-    assert_ne!(o.status.code(), Some(0));
-    assert!(stderr(&o).contains("not built yet"), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn shipped_harvest_configs_are_valid() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/harvest-configs");
+    let o = sheaf(
+        dir.path(),
+        &["config", "check", "--harvest-configs", shipped],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
 }
