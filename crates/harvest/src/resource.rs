@@ -459,3 +459,117 @@ impl Parser<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DEFAULT_NAMESPACES;
+
+    fn ns() -> Vec<(String, String)> {
+        DEFAULT_NAMESPACES
+            .iter()
+            .map(|(p, u)| ((*p).to_owned(), (*u).to_owned()))
+            .collect()
+    }
+
+    fn eval(expr: &str, doc: &str) -> Vec<String> {
+        ResourcePath::compile(expr, &ns())
+            .expect("compiles")
+            .evaluate(doc.as_bytes())
+            .expect("evaluates")
+    }
+
+    const DC: &str = r#"<?xml version="1.0"?>
+<oai_dc:dc xmlns:oai_dc="http://www.openarchives.org/OAI/2.0/oai_dc/" xmlns:dc="http://purl.org/dc/elements/1.1/">
+  <dc:identifier>urn:nbn:1</dc:identifier>
+  <dc:identifier>
+     https://example.org/a?x=1&amp;y=2
+  </dc:identifier>
+  <dc:relation><dc:identifier>http://example.org/nested</dc:identifier></dc:relation>
+  <dc:identifier>https://example.org/a?x=1&amp;y=2</dc:identifier>
+  <dc:identifier><![CDATA[https://doi.org/10.1/x]]></dc:identifier>
+</oai_dc:dc>"#;
+
+    #[test]
+    fn descendant_with_url_predicate() {
+        assert_eq!(
+            eval("//dc:identifier[url]", DC),
+            [
+                "https://example.org/a?x=1&y=2",
+                "http://example.org/nested",
+                "https://doi.org/10.1/x"
+            ]
+        );
+    }
+
+    #[test]
+    fn child_steps_and_text_predicates() {
+        assert_eq!(
+            eval("/oai_dc:dc/dc:identifier", DC),
+            [
+                "urn:nbn:1",
+                "https://example.org/a?x=1&y=2",
+                "https://doi.org/10.1/x"
+            ]
+        );
+        assert_eq!(
+            eval("//dc:identifier[starts-with(., 'https://doi.org/')]", DC),
+            ["https://doi.org/10.1/x"]
+        );
+        assert_eq!(
+            eval("//dc:identifier[contains(., 'nbn')]", DC),
+            ["urn:nbn:1"]
+        );
+        assert_eq!(
+            eval("/oai_dc:dc//dc:relation/*", DC),
+            ["http://example.org/nested"]
+        );
+        assert!(eval("/dc:identifier", DC).is_empty());
+    }
+
+    #[test]
+    fn attribute_predicates_and_selection() {
+        let doc = r#"<resource xmlns="http://datacite.org/schema/kernel-4" xmlns:xlink="http://www.w3.org/1999/xlink">
+            <identifier identifierType="URL">https://example.org/u</identifier>
+            <identifier identifierType="DOI">10.5281/zenodo.1</identifier>
+            <link xlink:href="https://example.org/l"/>
+          </resource>"#;
+        let mut n = ns();
+        n.push(("d".into(), "http://datacite.org/schema/kernel-4".into()));
+        let p = ResourcePath::compile("//d:identifier[@identifierType='DOI']", &n).expect("c");
+        assert_eq!(p.evaluate(doc.as_bytes()).expect("e"), ["10.5281/zenodo.1"]);
+        let p = ResourcePath::compile("//d:link/@xlink:href", &n).expect("c");
+        assert_eq!(
+            p.evaluate(doc.as_bytes()).expect("e"),
+            ["https://example.org/l"]
+        );
+        // Unprefixed names mean "no namespace", as in XPath 1.0.
+        let p = ResourcePath::compile("//identifier", &n).expect("c");
+        assert!(p.evaluate(doc.as_bytes()).expect("e").is_empty());
+    }
+
+    #[test]
+    fn unsupported_or_bad_paths_are_refused() {
+        for bad in [
+            "dc:identifier",
+            "//dc:identifier[1]",
+            "//zz:identifier",
+            "//dc:identifier[url",
+            "//dc:identifier[starts-with(., 'x')]/dc:x",
+            "//@href",
+            "//dc:identifier/@a/@b",
+            "//dc:identifier[url]/@a",
+            "/",
+            "//dc:identifier | //dc:title",
+        ] {
+            assert!(ResourcePath::compile(bad, &ns()).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn malformed_metadata_is_an_error() {
+        let p = ResourcePath::compile("//dc:identifier", &ns()).expect("c");
+        assert!(p.evaluate(b"<a><b></a>").is_err());
+        assert!(p.evaluate(b"<a>&bogus;</a>").is_err());
+    }
+}
