@@ -432,32 +432,74 @@ const KNOWN: [&str; 24] = [
     "acls",
 ];
 
+/// One member value: the client's, or one Sheaf derives. Derived values
+/// are typed so that rendering a list allocates no JSON maps.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(crate) enum Item<'a> {
+    Client(&'a Value),
+    Derived(Derived<'a>),
+}
+
+/// The values Sheaf derives, each serialised in the reference's key order.
+#[derive(Serialize)]
+#[serde(untagged, rename_all_fields = "camelCase")]
+pub(crate) enum Derived<'a> {
+    Identifier {
+        value: &'a str,
+        identifier_type: &'a str,
+    },
+    Relation {
+        identifier_type: &'a str,
+        value: Cow<'a, str>,
+        relation_type: &'a str,
+    },
+    Date {
+        value: String,
+        #[serde(rename = "type")]
+        kind: &'a str,
+    },
+    ResourceType {
+        value: &'a str,
+        type_general: &'a str,
+    },
+    Creators([Creator<'a>; 1]),
+    Text(Cow<'a, str>),
+}
+
+/// A creator named by subject.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Creator<'a> {
+    given_name: &'a str,
+}
+
 /// A record on the wire, in the reference's member order.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RecordOut<'a> {
     id: &'a str,
-    identifier: Cow<'a, Value>,
-    creators: Cow<'a, Value>,
+    identifier: Item<'a>,
+    creators: Item<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     titles: Option<&'a Value>,
-    publisher: Cow<'a, Value>,
-    publication_year: Cow<'a, Value>,
-    resource_type: Cow<'a, Value>,
+    publisher: Item<'a>,
+    publication_year: Item<'a>,
+    resource_type: Item<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     subjects: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     contributors: Option<&'a Value>,
-    dates: Vec<Cow<'a, Value>>,
+    dates: Vec<Item<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    related_identifiers: Vec<Cow<'a, Value>>,
+    related_identifiers: Vec<Item<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     descriptions: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     geo_locations: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     language: Option<&'a Value>,
-    alternate_identifiers: Vec<Cow<'a, Value>>,
+    alternate_identifiers: Vec<Item<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sizes: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -480,28 +522,36 @@ fn array_items(v: Option<&Value>) -> impl Iterator<Item = &Value> {
     v.and_then(Value::as_array).into_iter().flatten()
 }
 
+fn relation<'a>(identifier_type: &'a str, value: Cow<'a, str>, relation_type: &'a str) -> Item<'a> {
+    Item::Derived(Derived::Relation {
+        identifier_type,
+        value,
+        relation_type,
+    })
+}
+
 impl<'a> RecordView<'a> {
     /// Renders the record.
-    pub(crate) fn render(&self) -> RecordOut<'a> {
+    pub(crate) fn render(self) -> RecordOut<'a> {
         static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
-        let f = self
+        let f: &'a Map<String, Value> = self
             .fields
             .as_object()
             .unwrap_or_else(|| EMPTY.get_or_init(Map::new));
         let get = |k: &str| f.get(k);
-        let mut dates = vec![Cow::Owned(json!({
-            "value": self.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-            "type": "CREATED",
-        }))];
-        dates.extend(array_items(get("dates")).map(Cow::Borrowed));
+        let mut dates = vec![Item::Derived(Derived::Date {
+            value: self.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            kind: "CREATED",
+        })];
+        dates.extend(array_items(get("dates")).map(Item::Client));
 
-        let mut related: Vec<Cow<'a, Value>> = Vec::new();
+        let mut related: Vec<Item<'a>> = Vec::new();
         let mut listed: Vec<&str> = Vec::new();
         for r in array_items(get("relatedIdentifiers")) {
             if r.get("relationType").and_then(Value::as_str) == Some(IS_METADATA_FOR) {
                 listed.extend(r.get("value").and_then(Value::as_str));
             }
-            related.push(Cow::Borrowed(r));
+            related.push(Item::Client(r));
         }
         // A harvested record knows its resources but may not list them.
         for res in self
@@ -509,52 +559,51 @@ impl<'a> RecordView<'a> {
             .iter()
             .filter(|r| !listed.contains(&r.as_str()))
         {
-            related.push(Cow::Owned(json!({
-                "identifierType": identifier_type(res),
-                "value": res,
-                "relationType": IS_METADATA_FOR,
-            })));
+            related.push(relation(
+                identifier_type(res),
+                Cow::Borrowed(res.as_str()),
+                IS_METADATA_FOR,
+            ));
         }
-        if let Some(url) = &self.schema_url {
-            related.push(Cow::Owned(json!({
-                "identifierType": "URL",
-                "value": url,
-                "relationType": HAS_METADATA,
-            })));
+        if let Some(url) = self.schema_url {
+            related.push(relation("URL", Cow::Owned(url), HAS_METADATA));
         }
-        if let Some(url) = &self.previous_url {
-            related.push(Cow::Owned(json!({
-                "identifierType": "URL",
-                "value": url,
-                "relationType": IS_NEW_VERSION_OF,
-            })));
+        if let Some(url) = self.previous_url {
+            related.push(relation("URL", Cow::Owned(url), IS_NEW_VERSION_OF));
         }
 
-        let mut alternates = vec![Cow::Owned(json!({
-            "value": self.id,
-            "identifierType": "INTERNAL",
-        }))];
-        alternates.extend(array_items(get("alternateIdentifiers")).map(Cow::Borrowed));
+        let mut alternates = vec![Item::Derived(Derived::Identifier {
+            value: self.id,
+            identifier_type: "INTERNAL",
+        })];
+        alternates.extend(array_items(get("alternateIdentifiers")).map(Item::Client));
 
         let sid = self.fallback_sid;
+        let or =
+            |k: &str, derived: Derived<'a>| get(k).map_or(Item::Derived(derived), Item::Client);
         RecordOut {
             id: self.id,
-            identifier: get("identifier")
-                .map(Cow::Borrowed)
-                .unwrap_or_else(|| Cow::Owned(json!({"value": TBA, "identifierType": "DOI"}))),
-            creators: get("creators")
-                .map(Cow::Borrowed)
-                .unwrap_or_else(|| Cow::Owned(json!([{"givenName": sid}]))),
+            identifier: or(
+                "identifier",
+                Derived::Identifier {
+                    value: TBA,
+                    identifier_type: "DOI",
+                },
+            ),
+            creators: or("creators", Derived::Creators([Creator { given_name: sid }])),
             titles: get("titles"),
-            publisher: get("publisher")
-                .map(Cow::Borrowed)
-                .unwrap_or_else(|| Cow::Owned(Value::String(sid.to_owned()))),
-            publication_year: get("publicationYear")
-                .map(Cow::Borrowed)
-                .unwrap_or_else(|| Cow::Owned(Value::String(self.created_at.year().to_string()))),
-            resource_type: get("resourceType")
-                .map(Cow::Borrowed)
-                .unwrap_or_else(|| Cow::Owned(resource_type_value(self.default_type))),
+            publisher: or("publisher", Derived::Text(Cow::Borrowed(sid))),
+            publication_year: or(
+                "publicationYear",
+                Derived::Text(Cow::Owned(self.created_at.year().to_string())),
+            ),
+            resource_type: or(
+                "resourceType",
+                Derived::ResourceType {
+                    value: self.default_type,
+                    type_general: "MODEL",
+                },
+            ),
             subjects: get("subjects"),
             contributors: get("contributors"),
             dates,

@@ -9,7 +9,7 @@
 //!
 //! Depends on axum, the store error and the validator's error only.
 
-use axum::extract::Request;
+use axum::extract::{OriginalUri, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -177,7 +177,12 @@ struct ProblemBody<'a> {
 /// Middleware writing the problem+json body of every [`ApiError`] response,
 /// with the request path as `instance`.
 pub(crate) async fn problem_layer(req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_owned();
+    // The full path even when this router is nested further; a `Uri`
+    // clone shares its bytes, so the common, successful case copies nothing.
+    let uri = req
+        .extensions()
+        .get::<OriginalUri>()
+        .map_or_else(|| req.uri().clone(), |o| o.0.clone());
     let mut res = next.run(req).await;
     let Some(problem) = res.extensions_mut().remove::<Problem>() else {
         return res;
@@ -187,7 +192,7 @@ pub(crate) async fn problem_layer(req: Request, next: Next) -> Response {
         title: problem.title,
         status: res.status().as_u16(),
         detail: &problem.detail,
-        instance: &path,
+        instance: uri.path(),
     };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let (mut parts, _) = res.into_parts();

@@ -35,18 +35,18 @@ use crate::{AppState, Shared};
 /// schema lookup: versions are immutable, so entries never go stale.
 #[derive(Default)]
 pub(crate) struct KindCache {
-    kinds: RwLock<HashMap<(SchemaId, i64), SchemaKind>>,
+    kinds: RwLock<HashMap<SchemaId, HashMap<i64, SchemaKind>>>,
 }
 
 impl AppState {
     async fn kind_of(&self, schema_id: &SchemaId, version: i64) -> Result<SchemaKind, ApiError> {
-        let key = (schema_id.clone(), version);
         if let Some(k) = self
             .kinds
             .kinds
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
+            .get(schema_id)
+            .and_then(|versions| versions.get(&version))
         {
             return Ok(*k);
         }
@@ -62,7 +62,9 @@ impl AppState {
             .kinds
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, kind);
+            .entry(schema_id.clone())
+            .or_default()
+            .insert(version, kind);
         Ok(kind)
     }
 }

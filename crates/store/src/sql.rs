@@ -825,10 +825,10 @@ macro_rules! sql_store {
                      ON v.record_id = r.record_id AND v.version = r.version"
                 ));
                 push_record_filters(&mut qb, filter);
-                qb.push(" ORDER BY r.seq LIMIT ")
-                    .push_bind(limit)
-                    .push(" OFFSET ")
-                    .push_bind(offset);
+                // LIMIT and OFFSET as literals: bound, they make SQLite
+                // re-prepare the statement on every execution (it reads them
+                // while planning), which costs more than the query itself.
+                qb.push(format_args!(" ORDER BY r.seq LIMIT {limit} OFFSET {offset}"));
                 let rows = qb.build().fetch_all(&self.pool).await?;
                 let items = rows.iter().map(version_from_row).collect::<Result<Vec<_>>>()?;
                 let n = items.len() as i64;
