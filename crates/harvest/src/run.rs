@@ -27,8 +27,9 @@
 //!
 //! ## Runs that end early
 //!
-//! A run stopped on request is marked `interrupted` after its last commit;
-//! one that fails is marked `failed` with the reason. Either keeps its
+//! A run stopped on request drops its request in flight, commits the
+//! pages it already fetched (a handful at most: one per stage and
+//! channel) and is marked `interrupted`; one that fails is marked `failed` with the reason. Either keeps its
 //! checkpoint, and the next run of the source (unless given explicit
 //! bounds) continues from it, inheriting its range and responseDate — so a
 //! shutdown or a provider outage costs no work and no incremental gap. A
@@ -581,7 +582,10 @@ impl Walk<'_> {
             position: start.clone(),
             restarts: 0,
         };
-        let _fetch_task = AbortOnDrop(tokio::spawn(fetcher.feed(fetch_tx)));
+        // On stop, fetching ends at once (an in-flight request is dropped)
+        // while pages already fetched are still registered and committed.
+        let stop_fetching = CancellationToken::new();
+        let _fetch_task = AbortOnDrop(tokio::spawn(fetcher.feed(fetch_tx, stop_fetching.clone())));
         let registrar = self.registrar.clone();
         let _register_task = AbortOnDrop(tokio::spawn(async move {
             while let Some(fetched) = fetch_rx.recv().await {
@@ -610,15 +614,20 @@ impl Walk<'_> {
         let mut chain_items: u64 = 0;
         let mut list_size = None;
         loop {
+            let stopping = stop_fetching.is_cancelled();
             let next = tokio::select! {
                 biased;
-                _ = stop.cancelled() => return Ok(Ended::Stopped),
                 _ = lost(self.lease) => return Err(self.lease_lost()),
+                _ = stop.cancelled(), if !stopping => {
+                    stop_fetching.cancel();
+                    continue;
+                }
                 next = reg_rx.recv() => next,
             };
             let page = match next {
                 Some(Ok(page)) => page,
                 Some(Err(e)) => return Err(e),
+                None if stopping => return Ok(Ended::Stopped),
                 None => return Err(HarvestError::Internal("the fetch stage ended early".into())),
             };
             if let Some((spec, lost)) = self.lease
@@ -658,9 +667,6 @@ impl Walk<'_> {
             });
             if page.next.done {
                 return Ok(Ended::Done);
-            }
-            if stop.is_cancelled() {
-                return Ok(Ended::Stopped);
             }
         }
     }
@@ -703,9 +709,17 @@ fn guard_from(config: &SourceConfig, position: &Checkpoint) -> TokenLoopGuard {
 }
 
 impl Fetcher {
-    async fn feed(mut self, tx: mpsc::Sender<Result<Fetched, HarvestError>>) {
+    async fn feed(
+        mut self,
+        tx: mpsc::Sender<Result<Fetched, HarvestError>>,
+        stop: CancellationToken,
+    ) {
         while !self.position.done {
-            let fetched = self.next_page().await;
+            let fetched = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                fetched = self.next_page() => fetched,
+            };
             let failed = fetched.is_err();
             if tx.send(fetched).await.is_err() || failed {
                 return;
