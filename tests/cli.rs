@@ -243,4 +243,11 @@ fn shipped_harvest_configs_are_valid() {
         &["config", "check", "--harvest-configs", shipped],
     );
     assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let examples = std::fs::read_dir(shipped).expect("dir").count();
+    assert!(examples >= 3, "examples are shipped");
+    assert!(
+        out.contains(&format!("{examples} harvest source(s) valid, 0 invalid")),
+        "{out}"
+    );
 }
