@@ -140,3 +140,41 @@ pub fn router(registry: Registry, config: RestConfig) -> Router {
 pub fn openapi() -> serde_json::Value {
     routes::openapi("")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_debug_hides_the_secret() {
+        let t = ApiToken {
+            subject: "alice".into(),
+            token: "s3cret-value".into(),
+        };
+        let shown = format!(
+            "{t:?} {:?}",
+            RestConfig {
+                tokens: vec![t.clone()],
+                ..RestConfig::default()
+            }
+        );
+        assert!(shown.contains("alice"));
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+
+    #[test]
+    fn config_defaults_and_unknown_keys() {
+        let c: RestConfig = serde_json::from_str("{}").expect("defaults");
+        assert_eq!(c.max_body_bytes, 16 * 1024 * 1024);
+        assert!(c.tokens.is_empty() && c.context_path.is_empty());
+        assert!(serde_json::from_str::<RestConfig>(r#"{"contextPath": "/x"}"#).is_err());
+    }
+
+    #[test]
+    fn context_paths_are_normalised() {
+        assert_eq!(normalise_context(""), "");
+        assert_eq!(normalise_context("/"), "");
+        assert_eq!(normalise_context("metastore/"), "/metastore");
+        assert_eq!(normalise_context("/a/b"), "/a/b");
+    }
+}

@@ -287,6 +287,7 @@ pub(crate) async fn list(
 }
 
 /// `POST /api/v2/metadata`: `record` + `document` parts.
+#[tracing::instrument(name = "rest_create_metadata", skip_all)]
 pub(crate) async fn create(
     State(st): State<Shared>,
     headers: HeaderMap,
@@ -398,6 +399,7 @@ pub(crate) async fn get_one(
 }
 
 /// `PUT /api/v2/metadata/{id}`: a new `record` and/or `document`.
+#[tracing::instrument(name = "rest_update_metadata", skip_all, fields(record = %id))]
 pub(crate) async fn update(
     State(st): State<Shared>,
     Path(id): Path<String>,
@@ -483,6 +485,7 @@ pub(crate) async fn update(
 
 /// `DELETE /api/v2/metadata/{id}`: a tombstone version (needs `If-Match`
 /// and ADMINISTRATE).
+#[tracing::instrument(name = "rest_delete_metadata", skip_all, fields(record = %id))]
 pub(crate) async fn delete(
     State(st): State<Shared>,
     Path(id): Path<String>,

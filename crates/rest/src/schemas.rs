@@ -169,6 +169,7 @@ pub(crate) async fn list(
 }
 
 /// `POST /api/v2/schemas`: `schema` + `record` parts.
+#[tracing::instrument(name = "rest_create_schema", skip_all)]
 pub(crate) async fn create(
     State(st): State<Shared>,
     headers: HeaderMap,
@@ -257,6 +258,7 @@ pub(crate) async fn get_one(
 }
 
 /// `PUT /api/v2/schemas/{schemaId}`: a new `schema` and/or `record`.
+#[tracing::instrument(name = "rest_update_schema", skip_all, fields(schema = %id))]
 pub(crate) async fn update(
     State(st): State<Shared>,
     Path(id): Path<String>,
@@ -335,6 +337,7 @@ pub(crate) async fn update(
 }
 
 /// `POST /api/v2/schemas/{schemaId}/validate[?version=N]`: 204 or 422.
+#[tracing::instrument(name = "rest_validate", skip_all, fields(schema = %id))]
 pub(crate) async fn validate(
     State(st): State<Shared>,
     Path(id): Path<String>,
