@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use sheaf_harvest::config::{ResourceIdRule, check_dir, load_dir};
+use sheaf_harvest::config::{check_dir, load_dir};
 
 #[test]
 fn shipped_example_configs_load_and_are_disabled() {
@@ -19,17 +19,12 @@ fn shipped_example_configs_load_and_are_disabled() {
             .join("\n")
     );
     let ids: Vec<&str> = sources.iter().map(|s| s.id.as_str()).collect();
-    for id in ["arxiv", "doaj", "dspace-mit", "zenodo"] {
+    for id in ["arxiv", "doaj", "dspace-demo", "zenodo"] {
         assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
     for s in &sources {
         assert!(!s.enabled, "{} must ship disabled", s.id);
         assert!(s.cron().is_some(), "{} has a schedule", s.id);
-        assert!(
-            matches!(s.resource_id, ResourceIdRule::XPath(_)),
-            "{}",
-            s.id
-        );
     }
     assert_eq!(check_dir(&dir), (sources.len(), Vec::new()));
 }
@@ -51,7 +46,7 @@ fn example_resource_rules_find_resources_in_real_records() {
             "https://doi.org/10.5281/zenodo.10357859",
         ),
         (
-            "dspace-mit",
+            "dspace-demo",
             "MITLibraries_oai-pmh-harvester/harvest-from-set.0.listrecords.xml",
             "https://hdl.handle.net/1721.1/140717",
         ),
