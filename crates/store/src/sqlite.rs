@@ -36,6 +36,9 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
+            // A file in this process cannot hang up; pinging it on every
+            // acquire is a round trip to its worker thread per query.
+            .test_before_acquire(false)
             .connect_with(opts)
             .await
             .map_err(|e| describe(url, e))?;
