@@ -66,6 +66,7 @@ pub async fn harvest(
             holder: format!("cli-{}", crate::schedule::default_holder_id()),
             ttl: CLI_LEASE_TTL,
         }),
+        only_resume: false,
     };
     let stop = CancellationToken::new();
     let on_ctrl_c = {

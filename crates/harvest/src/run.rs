@@ -75,6 +75,9 @@ pub struct RunOptions {
     /// them): taken first, renewed before every commit and in the
     /// background, given up at the end.
     pub lease: Option<LeaseSpec>,
+    /// Only continue an unfinished, interrupted or failed run; when there
+    /// is none, end with [`HarvestError::NothingToResume`].
+    pub only_resume: bool,
 }
 
 impl RunOptions {
@@ -150,6 +153,10 @@ pub enum HarvestError {
     TokenRejected { restarts: u32, message: String },
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// `only_resume` was asked and there is no run to continue (another
+    /// process finished it first): nothing was done.
+    #[error("source {source_id} has no run to resume")]
+    NothingToResume { source_id: SourceId },
     /// A pipeline stage ended unexpectedly (a bug; logged).
     #[error("internal error: {0}")]
     Internal(String),
@@ -167,7 +174,9 @@ impl HarvestError {
     fn leaves_run_alone(&self) -> bool {
         matches!(
             self,
-            HarvestError::Busy { .. } | HarvestError::LeaseLost { .. }
+            HarvestError::Busy { .. }
+                | HarvestError::LeaseLost { .. }
+                | HarvestError::NothingToResume { .. }
         )
     }
 }
@@ -197,11 +206,13 @@ pub async fn harvest(
     // Renews in the background so a long wait for the provider does not
     // let the lease lapse; a lost lease stops the run before its next commit.
     let lost = CancellationToken::new();
-    let renewer = AbortOnDrop(tokio::spawn(renew_lease(
+    let done = CancellationToken::new();
+    let mut renewer = AbortOnDrop(tokio::spawn(renew_lease(
         store.clone(),
         config.id.clone(),
         lease.clone(),
         lost.clone(),
+        done.clone(),
     )));
     let result = harvest_unleased(
         registry,
@@ -212,7 +223,10 @@ pub async fn harvest(
         Some((lease, &lost)),
     )
     .await;
-    drop(renewer);
+    // A renewal already sent must land before the release, or it would
+    // take the lease again after it.
+    done.cancel();
+    let _ = (&mut renewer.0).await;
     if !matches!(result, Err(HarvestError::LeaseLost { .. }))
         && let Err(e) = store.release_lease(&config.id, &lease.holder).await
     {
@@ -221,10 +235,19 @@ pub async fn harvest(
     result
 }
 
-async fn renew_lease(store: DynStore, source: SourceId, lease: LeaseSpec, lost: CancellationToken) {
+async fn renew_lease(
+    store: DynStore,
+    source: SourceId,
+    lease: LeaseSpec,
+    lost: CancellationToken,
+    done: CancellationToken,
+) {
     let period = (lease.ttl / 3).max(Duration::from_millis(10));
     loop {
-        tokio::time::sleep(period).await;
+        tokio::select! {
+            _ = done.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
         match store.acquire_lease(&source, &lease.holder, lease.ttl).await {
             Ok(true) => {}
             Ok(false) => {
@@ -257,6 +280,15 @@ async fn harvest_unleased(
             updated_at: Utc::now(),
         })
         .await?;
+
+    if options.only_resume
+        && store.unfinished_run(&config.id).await?.is_none()
+        && (options.explicit() || inheritable(&store, &config.id, None).await?.is_none())
+    {
+        return Err(HarvestError::NothingToResume {
+            source_id: config.id.clone(),
+        });
+    }
 
     let prepared = async {
         let registrar = Registrar::new(registry, config).await?;

@@ -125,8 +125,14 @@ pub async fn run_daemon(
 /// The daemon's unit of work, abstract so the scheduling rules are tested
 /// without a provider or a database.
 pub(crate) trait Job: Send + Sync + 'static {
-    /// Runs the source once (returning early when `stop` fires).
-    fn run(&self, source: Arc<SourceConfig>, stop: CancellationToken) -> BoxFuture<'static, ()>;
+    /// Runs the source once (returning early when `stop` fires); with
+    /// `only_resume`, only if it has a run to continue.
+    fn run(
+        &self,
+        source: Arc<SourceConfig>,
+        stop: CancellationToken,
+        only_resume: bool,
+    ) -> BoxFuture<'static, ()>;
     /// Whether the source has a run to resume now, whatever its schedule.
     fn pending(&self, source: Arc<SourceConfig>) -> BoxFuture<'static, bool>;
 }
@@ -165,11 +171,17 @@ fn emit(events: &Option<mpsc::UnboundedSender<DaemonEvent>>, event: DaemonEvent)
 }
 
 impl Job for HarvestJob {
-    fn run(&self, source: Arc<SourceConfig>, stop: CancellationToken) -> BoxFuture<'static, ()> {
+    fn run(
+        &self,
+        source: Arc<SourceConfig>,
+        stop: CancellationToken,
+        only_resume: bool,
+    ) -> BoxFuture<'static, ()> {
         let registry = self.registry.clone();
         let events = self.events.clone();
         let options = RunOptions {
             lease: Some(self.lease.clone()),
+            only_resume,
             ..RunOptions::default()
         };
         Box::pin(async move {
@@ -194,6 +206,9 @@ impl Job for HarvestJob {
                             run: Box::new(run),
                         },
                     );
+                }
+                Err(HarvestError::NothingToResume { .. }) => {
+                    tracing::debug!(source = %id, "the run was finished elsewhere");
                 }
                 Err(HarvestError::Busy { .. }) => {
                     tracing::debug!(source = %id, "another process holds the lease; skipped");
@@ -335,7 +350,8 @@ pub(crate) async fn schedule<J: Job>(
     let spawn = |jobs: &mut JoinSet<usize>,
                  tasks: &mut HashMap<tokio::task::Id, usize>,
                  i: usize,
-                 entry: &mut Entry| {
+                 entry: &mut Entry,
+                 only_resume: bool| {
         entry.running = true;
         let job = Arc::clone(&job);
         let config = Arc::clone(&entry.config);
@@ -355,7 +371,7 @@ pub(crate) async fn schedule<J: Job>(
             if stop.is_cancelled() {
                 return i;
             }
-            job.run(config, stop).await;
+            job.run(config, stop, only_resume).await;
             i
         });
         tasks.insert(handle.id(), i);
@@ -371,7 +387,7 @@ pub(crate) async fn schedule<J: Job>(
             if entry.running {
                 tracing::info!(source = %entry.config.id, "previous run still in progress; this fire is skipped");
             } else {
-                spawn(&mut jobs, &mut tasks, i, entry);
+                spawn(&mut jobs, &mut tasks, i, entry, false);
             }
             entry.next = next_fire(entry, now);
         }
@@ -379,7 +395,7 @@ pub(crate) async fn schedule<J: Job>(
             for (i, entry) in entries.iter_mut().enumerate() {
                 if !entry.running && job.pending(Arc::clone(&entry.config)).await {
                     tracing::info!(source = %entry.config.id, "resuming an unfinished run");
-                    spawn(&mut jobs, &mut tasks, i, entry);
+                    spawn(&mut jobs, &mut tasks, i, entry, true);
                 }
             }
             next_sweep = Instant::now() + sweep_every;
@@ -481,6 +497,7 @@ mod tests {
             &self,
             source: Arc<SourceConfig>,
             stop: CancellationToken,
+            _only_resume: bool,
         ) -> BoxFuture<'static, ()> {
             let fake = Arc::clone(&self.0);
             Box::pin(async move {
