@@ -625,7 +625,17 @@ impl State<'_> {
             return Ok(());
         }
         if s.contains('&') {
-            self.problem("unescaped & in text".into(), pos)?;
+            if self.in_record() {
+                self.problem("unescaped & in text".into(), pos)?;
+            } else {
+                // Providers echo request URLs with raw `&`; outside records
+                // the text is taken as written.
+                let element = self.stack.last().map(|f| f.qname.as_str()).unwrap_or("");
+                let note = format!("unescaped & in <{element}> taken literally");
+                if !self.page.warnings.contains(&note) {
+                    self.page.warnings.push(note);
+                }
+            }
         }
         self.chars(s);
         Ok(())

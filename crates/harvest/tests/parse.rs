@@ -328,6 +328,11 @@ fn error_edge_cases() {
             message: "Read timed out".into()
         })
     );
+    // A raw `&` in the request echo or a token is taken literally.
+    let body = br#"<OAI-PMH><request verb="ListIdentifiers">http://x/oai?verb=ListIdentifiers&metadataPrefix=oai_dc</request><ListIdentifiers><header><identifier>a</identifier><datestamp>2024-01-01</datestamp></header><resumptionToken>p=1&q=2</resumptionToken></ListIdentifiers></OAI-PMH>"#;
+    let page = parse_page(body).expect("tolerated");
+    assert_eq!(page.next_token(), Some("p=1&q=2"));
+    assert_eq!(page.warnings.len(), 2, "{:?}", page.warnings);
     // A response with neither verb nor error is not silently empty.
     assert!(matches!(
         parse_page(b"<OAI-PMH><responseDate>x</responseDate></OAI-PMH>"),
