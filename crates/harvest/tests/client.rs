@@ -36,6 +36,8 @@ use tokio::net::TcpListener;
 enum Reply {
     /// 200 text/xml with this body.
     Xml(String),
+    /// 200 text/xml with these bytes (not necessarily UTF-8).
+    Bytes(Vec<u8>),
     /// Any status, extra headers, body.
     Status(u16, Vec<(&'static str, String)>, String),
     /// Never answers.
@@ -66,6 +68,7 @@ async fn reply(State(s): State<Script>, uri: Uri) -> Response {
     let next = s.replies.lock().expect("lock").pop_front();
     match next {
         Some(Reply::Xml(body)) => ([(header::CONTENT_TYPE, "text/xml")], body).into_response(),
+        Some(Reply::Bytes(body)) => ([(header::CONTENT_TYPE, "text/xml")], body).into_response(),
         Some(Reply::Status(code, headers, body)) => {
             let mut r = (
                 StatusCode::from_u16(code).expect("status"),
@@ -491,6 +494,49 @@ async fn protocol_errors_are_final_and_no_records_match_is_empty() {
         other => panic!("{other:?}"),
     }
     assert_eq!(script.seen().len(), 5);
+}
+
+#[tokio::test]
+async fn a_dirty_page_is_repaired_and_its_poisoned_record_rejected() {
+    // A Latin-1 byte under a UTF-8 declaration, a control character, and
+    // one record whose metadata is not well-formed.
+    let mut body = format!(
+        "{OAI_OPEN}<ListRecords>{}{}{}<resumptionToken>t2</resumptionToken></ListRecords></OAI-PMH>",
+        record("a", false).replace("<title>a", "<title>caf\u{0}\u{1}"),
+        record("b", false).replace("</title>", "</titel>"),
+        record("c", false),
+    )
+    .into_bytes();
+    let at = body.iter().position(|&b| b == 0).expect("marker");
+    body[at] = 0xE9;
+    let (addr, script) = provider(vec![Reply::Bytes(body)]).await;
+    let (c, sleeper) = client(&config(addr));
+    let page = c.list(&start()).await.expect("page kept");
+    assert_eq!(script.seen().len(), 1);
+    assert!(
+        sleeper.waits().is_empty(),
+        "a poisoned record is no reason to retry"
+    );
+    assert_eq!(page.next_token(), Some("t2"));
+    let ids: Vec<_> = page
+        .records
+        .iter()
+        .map(|r| r.header.identifier.as_str())
+        .collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+    let a = String::from_utf8(page.records[0].metadata.clone().expect("a").expect("doc"))
+        .expect("utf8");
+    assert!(a.contains("<title>café</title>"), "{a}");
+    assert_eq!(
+        page.records[0].warnings.len(),
+        2,
+        "{:?}",
+        page.records[0].warnings
+    );
+    let why = page.records[1].metadata.clone().expect_err("b rejected");
+    assert!(why.contains("</titel>"), "{why}");
+    assert!(String::from_utf8_lossy(&page.records[1].raw).contains("</titel>"));
+    assert!(page.records[2].metadata.as_ref().is_ok_and(Option::is_some));
 }
 
 #[tokio::test]
