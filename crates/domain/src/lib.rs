@@ -8,7 +8,9 @@ mod datestamp;
 mod hash;
 mod ids;
 pub mod model;
+mod oai;
 
 pub use datestamp::{Datestamp, DatestampError, Granularity};
 pub use hash::{ContentHash, etag};
 pub use ids::{IdError, RecordId, SchemaId, SourceId};
+pub use oai::OaiErrorCode;

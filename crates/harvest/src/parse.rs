@@ -25,8 +25,6 @@
 //! of the element and namespace scope stacks, and the re-declaration needs
 //! every binding in scope, which this module keeps per element.
 
-use std::fmt;
-
 use chrono::{NaiveDate, NaiveDateTime};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::{NamespaceResolver, PrefixDeclaration, ResolveResult};
@@ -165,58 +163,7 @@ impl Page {
     }
 }
 
-/// The OAI-PMH 2.0 error codes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum OaiErrorCode {
-    BadArgument,
-    BadResumptionToken,
-    BadVerb,
-    CannotDisseminateFormat,
-    IdDoesNotExist,
-    NoRecordsMatch,
-    NoMetadataFormats,
-    NoSetHierarchy,
-    /// A code outside the protocol (or empty), as sent.
-    Other(String),
-}
-
-impl OaiErrorCode {
-    /// Reads the `code` attribute.
-    pub fn parse(code: &str) -> Self {
-        match code.trim() {
-            "badArgument" => Self::BadArgument,
-            "badResumptionToken" => Self::BadResumptionToken,
-            "badVerb" => Self::BadVerb,
-            "cannotDisseminateFormat" => Self::CannotDisseminateFormat,
-            "idDoesNotExist" => Self::IdDoesNotExist,
-            "noRecordsMatch" => Self::NoRecordsMatch,
-            "noMetadataFormats" => Self::NoMetadataFormats,
-            "noSetHierarchy" => Self::NoSetHierarchy,
-            other => Self::Other(other.to_owned()),
-        }
-    }
-
-    /// The protocol spelling.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::BadArgument => "badArgument",
-            Self::BadResumptionToken => "badResumptionToken",
-            Self::BadVerb => "badVerb",
-            Self::CannotDisseminateFormat => "cannotDisseminateFormat",
-            Self::IdDoesNotExist => "idDoesNotExist",
-            Self::NoRecordsMatch => "noRecordsMatch",
-            Self::NoMetadataFormats => "noMetadataFormats",
-            Self::NoSetHierarchy => "noSetHierarchy",
-            Self::Other(s) => s,
-        }
-    }
-}
-
-impl fmt::Display for OaiErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use sheaf_domain::OaiErrorCode;
 
 /// Why a whole page could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

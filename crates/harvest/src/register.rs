@@ -23,7 +23,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sheaf_domain::model::{NewRejection, PageItem, Provenance, RecordWrite, SchemaVersion};
 use sheaf_domain::{ContentHash, RecordId, SourceId};
-use sheaf_store::{DynStore, RecordFilter, StoreError};
+use sheaf_store::{DynStore, StoreError};
 use sheaf_validate::{Registry, RegistryError};
 
 use crate::config::{ResourceIdRule, SourceConfig};
@@ -208,21 +208,8 @@ impl Registrar {
                 Prepared::Ready(_) => None,
             })
             .collect();
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let limit = ids.len() as i64;
-        let filter = RecordFilter {
-            ids,
-            source_id: Some(self.inner.source.clone()),
-            ..RecordFilter::default()
-        };
         let store: &DynStore = self.inner.registry.store();
-        let (current, _) = store.list_records(&filter, 0, limit).await?;
-        Ok(current
-            .into_iter()
-            .map(|v| (v.id, v.content_hash))
-            .collect())
+        Ok(store.live_hashes(&ids).await?)
     }
 
     /// Validates the candidates at `indices`, split over the blocking

@@ -3,48 +3,9 @@
 //!
 //! Depends on `sheaf-store` for its error type only.
 
-use std::fmt;
-
-/// The error codes of OAI-PMH 2.0, section 3.6.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Code {
-    BadArgument,
-    BadResumptionToken,
-    BadVerb,
-    CannotDisseminateFormat,
-    IdDoesNotExist,
-    NoRecordsMatch,
-    NoMetadataFormats,
-    NoSetHierarchy,
-}
-
-impl Code {
-    /// The spelling in `<error code="…">`.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Code::BadArgument => "badArgument",
-            Code::BadResumptionToken => "badResumptionToken",
-            Code::BadVerb => "badVerb",
-            Code::CannotDisseminateFormat => "cannotDisseminateFormat",
-            Code::IdDoesNotExist => "idDoesNotExist",
-            Code::NoRecordsMatch => "noRecordsMatch",
-            Code::NoMetadataFormats => "noMetadataFormats",
-            Code::NoSetHierarchy => "noSetHierarchy",
-        }
-    }
-
-    /// Whether the request was malformed, in which case the `<request>`
-    /// element must carry no attributes (spec 3.2).
-    pub(crate) fn hides_arguments(self) -> bool {
-        matches!(self, Code::BadArgument | Code::BadVerb)
-    }
-}
-
-impl fmt::Display for Code {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The error codes of OAI-PMH 2.0, section 3.6; Sheaf's endpoint never
+/// sends [`Code::Other`].
+pub(crate) use sheaf_domain::OaiErrorCode as Code;
 
 /// A protocol error: the request cannot be answered as asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

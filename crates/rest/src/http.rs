@@ -5,7 +5,9 @@
 //! Depends on axum and the error type only.
 
 use axum::extract::Multipart;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::extract::multipart::MultipartRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
@@ -167,6 +169,30 @@ impl Page {
         };
         // Digits, `-`, `*` and `/` only.
         HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("*/0"))
+    }
+
+    /// A list answer: the page's items as a JSON array with the
+    /// `Content-Range` they cover out of `total`.
+    pub(crate) fn respond<T: serde::Serialize>(
+        &self,
+        items: &[T],
+        total: i64,
+    ) -> Result<Response, ApiError> {
+        let body = serde_json::to_vec(items).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok((
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                ),
+                (
+                    header::CONTENT_RANGE,
+                    self.content_range(items.len(), total),
+                ),
+            ],
+            body,
+        )
+            .into_response())
     }
 }
 
@@ -449,4 +475,43 @@ mod tests {
     fn segments_escape_slashes() {
         assert_eq!(segment("src:oai:x/1"), "src:oai:x%2F1");
     }
+}
+
+/// A header value from text Sheaf made (ids are percent-encoded in URLs).
+pub(crate) fn header_value(s: &str) -> Result<HeaderValue, ApiError> {
+    HeaderValue::from_str(s).map_err(|_| ApiError::Internal(format!("bad header value {s:?}")))
+}
+
+/// The multipart body of a create or update, after checking its content
+/// type and declared length: 415, 413 or 400 with the parser's reason.
+pub(crate) fn multipart_body(
+    headers: &HeaderMap,
+    limit: usize,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Multipart, ApiError> {
+    require_multipart(headers)?;
+    check_length(headers, limit)?;
+    multipart
+        .map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text())))
+}
+
+/// A response carrying one rendered record with its `Location` and `ETag`.
+pub(crate) fn record_response<T: serde::Serialize>(
+    status: StatusCode,
+    content_type: &'static str,
+    record: &T,
+    location: &str,
+    etag: &str,
+) -> Result<Response, ApiError> {
+    let body = serde_json::to_vec(record).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((
+        status,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::LOCATION, header_value(location)?),
+            (header::ETAG, header_value(etag)?),
+        ],
+        body,
+    )
+        .into_response())
 }

@@ -26,7 +26,7 @@ use crate::datacite::{
 };
 use crate::error::ApiError;
 use crate::http::{
-    DATACITE_JSON, Params, Parts, Wanted, check_length, negotiate, require_multipart, segment,
+    self, DATACITE_JSON, Params, Parts, Wanted, header_value, multipart_body, negotiate, segment,
 };
 use crate::schemas::{check_acl_change, check_current};
 use crate::{AppState, Shared};
@@ -106,10 +106,6 @@ fn render<'a>(v: &'a RecordVersion, kind: SchemaKind, base: &str) -> RecordOut<'
     .render()
 }
 
-fn header_value(s: &str) -> Result<HeaderValue, ApiError> {
-    HeaderValue::from_str(s).map_err(|_| ApiError::Internal(format!("bad header value {s:?}")))
-}
-
 /// A response carrying one record with its `Location` and `ETag`.
 async fn record_response(
     status: StatusCode,
@@ -120,33 +116,18 @@ async fn record_response(
 ) -> Result<Response, ApiError> {
     let base = st.api_base(headers);
     let kind = st.kind_of(&v.schema_id, v.schema_version).await?;
-    let body = serde_json::to_vec(&render(v, kind, &base))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok((
+    let record = render(v, kind, &base);
+    http::record_response(
         status,
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (header::LOCATION, header_value(&location(&base, v))?),
-            (header::ETAG, header_value(&v.etag())?),
-        ],
-        body,
+        content_type,
+        &record,
+        &location(&base, v),
+        &v.etag(),
     )
-        .into_response())
 }
 
 fn parse_path_id(id: &str) -> Result<RecordId, ApiError> {
     RecordId::parse(id).map_err(|_| ApiError::NotFound(format!("no record {id:?}")))
-}
-
-fn multipart_ok(
-    st: &AppState,
-    headers: &HeaderMap,
-    multipart: Result<Multipart, MultipartRejection>,
-) -> Result<Multipart, ApiError> {
-    require_multipart(headers)?;
-    check_length(headers, st.max_body_bytes)?;
-    multipart
-        .map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text())))
 }
 
 /// A fresh random (version 4) UUID, MetaStore's id for new records.
@@ -269,21 +250,7 @@ pub(crate) async fn list(
         .zip(kinds)
         .map(|(v, kind)| render(v, kind, &base))
         .collect();
-    let body = serde_json::to_vec(&out).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            (
-                header::CONTENT_RANGE,
-                page.content_range(items.len(), total),
-            ),
-        ],
-        body,
-    )
-        .into_response())
+    page.respond(&out, total)
 }
 
 /// `POST /api/v2/metadata`: `record` + `document` parts.
@@ -295,7 +262,7 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let caller = st.tokens.caller(&headers)?;
     let sid = caller.writer()?.to_owned();
-    let multipart = multipart_ok(&st, &headers, multipart)?;
+    let multipart = multipart_body(&headers, st.max_body_bytes, multipart)?;
     let parts = Parts::read(multipart, &["record", "document"], st.max_body_bytes).await?;
     let record = parse_record(parts.require("record")?)?;
     let document = parts.require("document")?.to_vec();
@@ -409,7 +376,7 @@ pub(crate) async fn update(
 ) -> Result<Response, ApiError> {
     let caller = st.tokens.caller(&headers)?;
     let sid = caller.writer()?.to_owned();
-    let multipart = multipart_ok(&st, &headers, multipart)?;
+    let multipart = multipart_body(&headers, st.max_body_bytes, multipart)?;
     let path_id = id;
     let id = parse_path_id(&path_id)?;
     let current = current_live(&st, &id).await?;

@@ -25,7 +25,7 @@ use crate::datacite::{
 };
 use crate::error::ApiError;
 use crate::http::{
-    DATACITE_JSON, Params, Parts, Wanted, check_length, if_match, negotiate, require_multipart,
+    self, DATACITE_JSON, Params, Parts, Wanted, header_value, if_match, multipart_body, negotiate,
 };
 use crate::{AppState, Shared};
 
@@ -61,10 +61,6 @@ fn location(base: &str, v: &SchemaVersion) -> String {
     format!("{base}/schemas/{}?version={}", v.schema_id, v.version)
 }
 
-fn header_value(s: &str) -> Result<HeaderValue, ApiError> {
-    HeaderValue::from_str(s).map_err(|_| ApiError::Internal(format!("bad header value {s:?}")))
-}
-
 /// A response carrying one schema's record with its `Location` and `ETag`.
 fn record_response(
     status: StatusCode,
@@ -75,18 +71,14 @@ fn record_response(
 ) -> Result<Response, ApiError> {
     let base = st.api_base(headers);
     let acl = schema_acl(v);
-    let body = serde_json::to_vec(&render(v, &acl, &base))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok((
+    let record = render(v, &acl, &base);
+    http::record_response(
         status,
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (header::LOCATION, header_value(&location(&base, v))?),
-            (header::ETAG, header_value(&v.etag())?),
-        ],
-        body,
+        content_type,
+        &record,
+        &location(&base, v),
+        &v.etag(),
     )
-        .into_response())
 }
 
 /// Tells XSD from JSON Schema by the first significant byte: clients label
@@ -104,17 +96,6 @@ fn sniff_kind(document: &[u8]) -> Result<SchemaKind, ApiError> {
 
 fn parse_path_id(id: &str) -> Result<SchemaId, ApiError> {
     SchemaId::parse(id).map_err(|_| ApiError::NotFound(format!("unknown schema {id:?}")))
-}
-
-fn multipart_ok(
-    st: &AppState,
-    headers: &HeaderMap,
-    multipart: Result<Multipart, MultipartRejection>,
-) -> Result<Multipart, ApiError> {
-    require_multipart(headers)?;
-    check_length(headers, st.max_body_bytes)?;
-    multipart
-        .map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text())))
 }
 
 /// `GET /api/v2/schemas`.
@@ -151,21 +132,7 @@ pub(crate) async fn list(
         .zip(&acls)
         .map(|(v, acl)| render(v, acl, &base))
         .collect();
-    let body = serde_json::to_vec(&out).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            (
-                header::CONTENT_RANGE,
-                page.content_range(items.len(), total),
-            ),
-        ],
-        body,
-    )
-        .into_response())
+    page.respond(&out, total)
 }
 
 /// `POST /api/v2/schemas`: `schema` + `record` parts.
@@ -177,7 +144,7 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let caller = st.tokens.caller(&headers)?;
     let sid = caller.writer()?.to_owned();
-    let multipart = multipart_ok(&st, &headers, multipart)?;
+    let multipart = multipart_body(&headers, st.max_body_bytes, multipart)?;
     let parts = Parts::read(multipart, &["schema", "record"], st.max_body_bytes).await?;
     let document = parts.require("schema")?.to_vec();
     let record = parse_record(parts.require("record")?)?;
@@ -268,7 +235,7 @@ pub(crate) async fn update(
 ) -> Result<Response, ApiError> {
     let caller = st.tokens.caller(&headers)?;
     let sid = caller.writer()?.to_owned();
-    let multipart = multipart_ok(&st, &headers, multipart)?;
+    let multipart = multipart_body(&headers, st.max_body_bytes, multipart)?;
     let schema_id = parse_path_id(&id)?;
     let current = st
         .store
@@ -346,7 +313,7 @@ pub(crate) async fn validate(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     st.tokens.caller(&headers)?;
-    let multipart = multipart_ok(&st, &headers, multipart)?;
+    let multipart = multipart_body(&headers, st.max_body_bytes, multipart)?;
     let version = Params::parse(query.as_deref()).version()?;
     let schema_id = parse_path_id(&id)?;
     let parts = Parts::read(multipart, &["document"], st.max_body_bytes).await?;

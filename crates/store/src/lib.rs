@@ -26,6 +26,7 @@ mod sqlite;
 pub mod testing;
 mod url;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -36,7 +37,7 @@ use sheaf_domain::model::{
     AclEntry, Expect, HarvestRun, NewRejection, NewSchema, PageItem, Provenance, RecordVersion,
     Rejection, RunCounts, RunStatus, SchemaVersion, Source, WriteOutcome,
 };
-use sheaf_domain::{RecordId, SchemaId, SourceId};
+use sheaf_domain::{ContentHash, RecordId, SchemaId, SourceId};
 
 pub use error::StoreError;
 pub use postgres::PgStore;
@@ -176,6 +177,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every version of a record, newest first.
     async fn record_versions(&self, id: &RecordId) -> Result<Vec<RecordVersion>>;
+
+    /// The content hash of the current, live version of each of `ids` that
+    /// has one (primary-key lookups only, whatever the store's size): how a
+    /// harvest tells unchanged records before validating them.
+    async fn live_hashes(&self, ids: &[RecordId]) -> Result<HashMap<RecordId, ContentHash>>;
 
     /// The current version of each matching record, ordered by last change
     /// (oldest first), with the total number of matches.

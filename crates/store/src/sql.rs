@@ -18,7 +18,10 @@
 
 use chrono::{DateTime, Utc};
 use sheaf_domain::ContentHash;
-use sheaf_domain::model::{AclEntry, Provenance, RunCounts};
+use sheaf_domain::RecordId;
+use sheaf_domain::model::{
+    AclEntry, Expect, Provenance, RecordVersion, RecordWrite, RunCounts, WriteOutcome,
+};
 
 use crate::StoreError;
 
@@ -84,6 +87,102 @@ impl Clock {
     }
 }
 
+/// Most rows one multi-row statement writes or looks up: well under the
+/// bind limits of both backends at 14 columns a row.
+pub(crate) const ROWS_PER_STATEMENT: usize = 500;
+
+pub(crate) fn check_expect(
+    id: &RecordId,
+    current: Option<&RecordVersion>,
+    expect: Expect,
+) -> Result<(), StoreError> {
+    match (expect, current) {
+        (Expect::Any, _) => Ok(()),
+        (Expect::Absent, None) => Ok(()),
+        (Expect::Absent, Some(_)) => {
+            Err(StoreError::Conflict(format!("record {id} already exists")))
+        }
+        (Expect::Version(_), None) => Err(StoreError::NotFound(format!("record {id}"))),
+        (Expect::Version(v), Some(c)) if c.version == v => Ok(()),
+        (Expect::Version(v), Some(c)) => Err(StoreError::Conflict(format!(
+            "record {id} is at version {}, not {v}",
+            c.version
+        ))),
+    }
+}
+
+/// What a put makes of a record's current version: a new version (its
+/// sequence and time taken from `clock`), or `unchanged` when the content
+/// hash matches a live current version.
+pub(crate) fn next_put(
+    current: Option<&RecordVersion>,
+    mut w: RecordWrite,
+    expect: Expect,
+    clock: &mut Clock,
+) -> Result<WriteOutcome, StoreError> {
+    check_expect(&w.id, current, expect)?;
+    let hash = w.content_hash();
+    if let Some(c) = current.filter(|c| !c.deleted && c.content_hash == hash) {
+        return Ok(WriteOutcome::Unchanged(c.clone()));
+    }
+    w.resources.sort();
+    w.acl.sort();
+    w.acl.dedup();
+    w.resources.dedup();
+    let (seq, now) = clock.tick();
+    let now = from_micros(now)?;
+    let v = RecordVersion {
+        id: w.id,
+        version: current.map_or(1, |c| c.version + 1),
+        deleted: false,
+        schema_id: w.schema_id,
+        schema_version: w.schema_version,
+        document: w.document,
+        record: w.record,
+        resources: w.resources,
+        acl: w.acl,
+        source_id: w.source_id,
+        provenance: w.provenance,
+        content_hash: hash,
+        seq,
+        changed_at: now,
+        created_at: current.map_or(now, |c| c.created_at),
+    };
+    Ok(match current {
+        None => WriteOutcome::Created(v),
+        Some(_) => WriteOutcome::Updated(v),
+    })
+}
+
+/// What a delete makes of a record's current version: a tombstone, or
+/// `unchanged` when it is one already.
+pub(crate) fn next_delete(
+    current: Option<&RecordVersion>,
+    id: &RecordId,
+    expect: Expect,
+    provenance: Option<Provenance>,
+    clock: &mut Clock,
+) -> Result<WriteOutcome, StoreError> {
+    check_expect(id, current, expect)?;
+    let Some(c) = current else {
+        return Err(StoreError::NotFound(format!("record {id}")));
+    };
+    if c.deleted {
+        return Ok(WriteOutcome::Unchanged(c.clone()));
+    }
+    let (seq, now) = clock.tick();
+    Ok(WriteOutcome::Deleted(RecordVersion {
+        version: c.version + 1,
+        deleted: true,
+        document: Vec::new(),
+        content_hash: tombstone_hash(&c.content_hash),
+        provenance: provenance.or(c.provenance.clone()),
+        seq,
+        changed_at: from_micros(now)?,
+        ..c.clone()
+    }))
+}
+
 /// Columns of a record version joined with its record, in the order
 /// `version_from_row` reads them.
 pub(crate) const VERSION_COLS: &str = "v.record_id, v.version, v.deleted, v.schema_id, \
@@ -100,6 +199,8 @@ pub(crate) const RUN_COLS: &str = "run_id, source_id, status, started_at, finish
 /// Generates a `Store` implementation over one sqlx database.
 macro_rules! sql_store {
     ($store:ident, $db:ty, $row:ty, $begin_write:literal) => {
+        use std::collections::HashMap;
+
         use async_trait::async_trait;
         use chrono::{DateTime, Utc};
         use serde_json::Value;
@@ -250,166 +351,270 @@ macro_rules! sql_store {
             row.as_ref().map(version_from_row).transpose()
         }
 
-        fn check_expect(id: &RecordId, current: Option<&RecordVersion>, expect: Expect) -> Result<()> {
-            match (expect, current) {
-                (Expect::Any, _) => Ok(()),
-                (Expect::Absent, None) => Ok(()),
-                (Expect::Absent, Some(_)) => {
-                    Err(StoreError::Conflict(format!("record {id} already exists")))
+        /// The current version of each of `ids` that exists, a statement per
+        /// [`ROWS_PER_STATEMENT`] ids.
+        async fn current_versions(
+            conn: &mut Conn,
+            ids: &[&RecordId],
+        ) -> Result<HashMap<RecordId, RecordVersion>> {
+            let mut out = HashMap::with_capacity(ids.len());
+            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::<$db>::new(format!(
+                    "SELECT {VERSION_COLS} FROM records r JOIN record_versions v \
+                     ON v.record_id = r.record_id AND v.version = r.version WHERE r.record_id IN ("
+                ));
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(id.as_str());
                 }
-                (Expect::Version(_), None) => Err(StoreError::NotFound(format!("record {id}"))),
-                (Expect::Version(v), Some(c)) if c.version == v => Ok(()),
-                (Expect::Version(v), Some(c)) => Err(StoreError::Conflict(format!(
-                    "record {id} is at version {}, not {v}",
-                    c.version
-                ))),
+                qb.push(")");
+                for row in qb.build().fetch_all(&mut *conn).await? {
+                    let v = version_from_row(&row)?;
+                    out.insert(v.id.clone(), v);
+                }
             }
+            Ok(out)
         }
 
-        /// Inserts a version and points the record, its resources, ACL and
-        /// sets at it. `previous` is the version it replaces: resource links
-        /// and ACL rows are rewritten only when they differ from it, which
-        /// keeps the common harvest write to two or three statements.
-        async fn write_version(
+        /// Inserts new versions (in change order) and points each record, its
+        /// resources, ACL and sets at its last one, in a few multi-row
+        /// statements whatever the number of versions. `before` holds the
+        /// current versions the batch replaces: resource links and ACL rows
+        /// are rewritten only for records whose links changed, which keeps
+        /// the common harvest write to three statements a batch.
+        async fn write_versions(
             conn: &mut Conn,
-            v: &RecordVersion,
-            previous: Option<&RecordVersion>,
+            new: &[RecordVersion],
+            before: &HashMap<RecordId, RecordVersion>,
         ) -> Result<()> {
-            let changed = to_micros(v.changed_at);
-            sqlx::query(
-                "INSERT INTO record_versions (record_id, version, seq, deleted, schema_id, \
-                 schema_version, document, record, resources, acl, source_id, provenance, \
-                 content_hash, changed_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            )
-            .bind(v.id.as_str())
-            .bind(v.version)
-            .bind(v.seq)
-            .bind(v.deleted)
-            .bind(v.schema_id.as_str())
-            .bind(v.schema_version)
-            .bind(v.document.as_slice())
-            .bind(v.record.to_string())
-            .bind(to_json(&v.resources))
-            .bind(to_json(&v.acl))
-            .bind(v.source_id.as_ref().map(|s| s.as_str()))
-            .bind(v.provenance.as_ref().map(to_json))
-            .bind(v.content_hash.as_str())
-            .bind(changed)
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query(
-                "INSERT INTO records (record_id, version, seq, deleted, schema_id, source_id, \
-                 changed_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 ON CONFLICT (record_id) DO UPDATE SET version = excluded.version, \
-                 seq = excluded.seq, deleted = excluded.deleted, schema_id = excluded.schema_id, \
-                 source_id = excluded.source_id, changed_at = excluded.changed_at",
-            )
-            .bind(v.id.as_str())
-            .bind(v.version)
-            .bind(v.seq)
-            .bind(v.deleted)
-            .bind(v.schema_id.as_str())
-            .bind(v.source_id.as_ref().map(|s| s.as_str()))
-            .bind(changed)
-            .bind(to_micros(v.created_at))
-            .execute(&mut *conn)
-            .await?;
-            for set in v.provenance.iter().flat_map(|p| p.set_specs.iter()) {
-                sqlx::query(
-                    "INSERT INTO version_sets (seq, set_spec) VALUES ($1, $2) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(v.seq)
-                .bind(set)
-                .execute(&mut *conn)
-                .await?;
+            for chunk in new.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "INSERT INTO record_versions (record_id, version, seq, deleted, schema_id, \
+                     schema_version, document, record, resources, acl, source_id, provenance, \
+                     content_hash, changed_at) ",
+                );
+                qb.push_values(chunk, |mut b, v| {
+                    b.push_bind(v.id.as_str())
+                        .push_bind(v.version)
+                        .push_bind(v.seq)
+                        .push_bind(v.deleted)
+                        .push_bind(v.schema_id.as_str())
+                        .push_bind(v.schema_version)
+                        .push_bind(v.document.as_slice())
+                        .push_bind(v.record.to_string())
+                        .push_bind(to_json(&v.resources))
+                        .push_bind(to_json(&v.acl))
+                        .push_bind(v.source_id.as_ref().map(|s| s.as_str()))
+                        .push_bind(v.provenance.as_ref().map(to_json))
+                        .push_bind(v.content_hash.as_str())
+                        .push_bind(to_micros(v.changed_at));
+                });
+                qb.build().execute(&mut *conn).await?;
             }
-            let same_resources = previous.is_some_and(|p| p.resources == v.resources);
-            if previous.is_some() && !same_resources {
-                sqlx::query("DELETE FROM record_resources WHERE record_id = $1")
-                    .bind(v.id.as_str())
-                    .execute(&mut *conn)
-                    .await?;
+
+            // Each record's last version in the batch (a page may hold one
+            // record twice); one upsert row a record.
+            let mut last: HashMap<&RecordId, &RecordVersion> = HashMap::with_capacity(new.len());
+            for v in new {
+                last.insert(&v.id, v);
             }
-            for res in v.resources.iter().filter(|_| !same_resources) {
-                sqlx::query(
-                    "INSERT INTO resources (identifier) VALUES ($1) ON CONFLICT (identifier) DO NOTHING",
-                )
-                .bind(res)
-                .execute(&mut *conn)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO record_resources (resource_id, record_id) \
-                     SELECT resource_id, $2 FROM resources WHERE identifier = $1 \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(res)
-                .bind(v.id.as_str())
-                .execute(&mut *conn)
-                .await?;
+            let mut finals: Vec<&RecordVersion> = last.into_values().collect();
+            finals.sort_by_key(|v| v.seq);
+            for chunk in finals.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "INSERT INTO records (record_id, version, seq, deleted, schema_id, source_id, \
+                     changed_at, created_at) ",
+                );
+                qb.push_values(chunk, |mut b, v| {
+                    b.push_bind(v.id.as_str())
+                        .push_bind(v.version)
+                        .push_bind(v.seq)
+                        .push_bind(v.deleted)
+                        .push_bind(v.schema_id.as_str())
+                        .push_bind(v.source_id.as_ref().map(|s| s.as_str()))
+                        .push_bind(to_micros(v.changed_at))
+                        .push_bind(to_micros(v.created_at));
+                });
+                qb.push(
+                    " ON CONFLICT (record_id) DO UPDATE SET version = excluded.version, \
+                     seq = excluded.seq, deleted = excluded.deleted, schema_id = excluded.schema_id, \
+                     source_id = excluded.source_id, changed_at = excluded.changed_at",
+                );
+                qb.build().execute(&mut *conn).await?;
             }
-            let same_acl = previous.is_some_and(|p| p.acl == v.acl);
-            if previous.is_some() && !same_acl {
-                sqlx::query("DELETE FROM acl_entries WHERE record_id = $1")
-                    .bind(v.id.as_str())
-                    .execute(&mut *conn)
-                    .await?;
+
+            let sets: Vec<(i64, &str)> = new
+                .iter()
+                .flat_map(|v| {
+                    v.provenance
+                        .iter()
+                        .flat_map(|p| p.set_specs.iter())
+                        .map(move |s| (v.seq, s.as_str()))
+                })
+                .collect();
+            for chunk in sets.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::<$db>::new("INSERT INTO version_sets (seq, set_spec) ");
+                qb.push_values(chunk, |mut b, (seq, set)| {
+                    b.push_bind(*seq).push_bind(*set);
+                });
+                qb.push(" ON CONFLICT DO NOTHING");
+                qb.build().execute(&mut *conn).await?;
             }
-            for e in v.acl.iter().filter(|_| !same_acl) {
-                sqlx::query(
-                    "INSERT INTO acl_entries (record_id, sid, permission) VALUES ($1, $2, $3) \
-                     ON CONFLICT (record_id, sid) DO UPDATE SET permission = excluded.permission",
-                )
-                .bind(v.id.as_str())
-                .bind(&e.sid)
-                .bind(e.permission.as_str())
-                .execute(&mut *conn)
-                .await?;
+
+            let relinked: Vec<&RecordVersion> = finals
+                .iter()
+                .copied()
+                .filter(|v| before.get(&v.id).is_none_or(|b| b.resources != v.resources))
+                .collect();
+            relink_resources(conn, &relinked, before).await?;
+            let reacled: Vec<&RecordVersion> = finals
+                .iter()
+                .copied()
+                .filter(|v| before.get(&v.id).is_none_or(|b| b.acl != v.acl))
+                .collect();
+            rewrite_acl(conn, &reacled, before).await?;
+            Ok(())
+        }
+
+        /// Points records at their versions' resources (creating resources
+        /// on first sight), dropping the links of the versions they replace.
+        async fn relink_resources(
+            conn: &mut Conn,
+            versions: &[&RecordVersion],
+            before: &HashMap<RecordId, RecordVersion>,
+        ) -> Result<()> {
+            let stale: Vec<&str> = versions
+                .iter()
+                .filter(|v| before.contains_key(&v.id))
+                .map(|v| v.id.as_str())
+                .collect();
+            for chunk in stale.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::<$db>::new("DELETE FROM record_resources WHERE record_id IN (");
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build().execute(&mut *conn).await?;
+            }
+            // Sorted and distinct: one row each, taken in one order by every
+            // writer.
+            let mut identifiers: Vec<&str> = versions
+                .iter()
+                .flat_map(|v| v.resources.iter().map(String::as_str))
+                .collect();
+            identifiers.sort_unstable();
+            identifiers.dedup();
+            let mut keys: HashMap<String, i64> = HashMap::with_capacity(identifiers.len());
+            for chunk in identifiers.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::<$db>::new("INSERT INTO resources (identifier) ");
+                qb.push_values(chunk, |mut b, i| {
+                    b.push_bind(*i);
+                });
+                qb.push(" ON CONFLICT (identifier) DO NOTHING");
+                qb.build().execute(&mut *conn).await?;
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT resource_id, identifier FROM resources WHERE identifier IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for i in chunk {
+                    sep.push_bind(*i);
+                }
+                qb.push(")");
+                for row in qb.build().fetch_all(&mut *conn).await? {
+                    keys.insert(row.try_get("identifier")?, row.try_get("resource_id")?);
+                }
+            }
+            let mut links: Vec<(i64, &str)> = Vec::new();
+            for v in versions {
+                for r in &v.resources {
+                    let key = keys
+                        .get(r.as_str())
+                        .ok_or_else(|| StoreError::Corrupt(format!("resource {r:?} vanished")))?;
+                    links.push((*key, v.id.as_str()));
+                }
+            }
+            links.sort_unstable();
+            links.dedup();
+            for chunk in links.chunks(ROWS_PER_STATEMENT) {
+                let mut qb =
+                    QueryBuilder::<$db>::new("INSERT INTO record_resources (resource_id, record_id) ");
+                qb.push_values(chunk, |mut b, (key, id)| {
+                    b.push_bind(*key).push_bind(*id);
+                });
+                qb.push(" ON CONFLICT DO NOTHING");
+                qb.build().execute(&mut *conn).await?;
             }
             Ok(())
+        }
+
+        /// Rewrites the ACL rows of records whose versions changed them.
+        async fn rewrite_acl(
+            conn: &mut Conn,
+            versions: &[&RecordVersion],
+            before: &HashMap<RecordId, RecordVersion>,
+        ) -> Result<()> {
+            let stale: Vec<&str> = versions
+                .iter()
+                .filter(|v| before.contains_key(&v.id))
+                .map(|v| v.id.as_str())
+                .collect();
+            for chunk in stale.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::<$db>::new("DELETE FROM acl_entries WHERE record_id IN (");
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build().execute(&mut *conn).await?;
+            }
+            // One row per (record, sid): the entry listed last wins, as the
+            // ACL is sorted, so the strongest permission a sid was given.
+            let mut rows: HashMap<(&str, &str), &str> = HashMap::new();
+            for v in versions {
+                for e in &v.acl {
+                    rows.insert((v.id.as_str(), e.sid.as_str()), e.permission.as_str());
+                }
+            }
+            let mut rows: Vec<((&str, &str), &str)> = rows.into_iter().collect();
+            rows.sort_unstable();
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let mut qb =
+                    QueryBuilder::<$db>::new("INSERT INTO acl_entries (record_id, sid, permission) ");
+                qb.push_values(chunk, |mut b, ((id, sid), permission)| {
+                    b.push_bind(*id).push_bind(*sid).push_bind(*permission);
+                });
+                qb.push(" ON CONFLICT (record_id, sid) DO UPDATE SET permission = excluded.permission");
+                qb.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        /// Writes `outcome`'s new version, if it has one, over `current`.
+        async fn write_outcome(
+            conn: &mut Conn,
+            outcome: &WriteOutcome,
+            current: Option<RecordVersion>,
+        ) -> Result<()> {
+            let new = match outcome {
+                WriteOutcome::Unchanged(_) => return Ok(()),
+                WriteOutcome::Created(v) | WriteOutcome::Updated(v) | WriteOutcome::Deleted(v) => v,
+            };
+            let before: HashMap<RecordId, RecordVersion> =
+                current.map(|c| (c.id.clone(), c)).into_iter().collect();
+            write_versions(conn, std::slice::from_ref(new), &before).await
         }
 
         async fn apply_put(
             conn: &mut Conn,
             clock: &mut Clock,
-            mut w: RecordWrite,
+            w: RecordWrite,
             expect: Expect,
         ) -> Result<WriteOutcome> {
             let current = current_version(conn, &w.id).await?;
-            check_expect(&w.id, current.as_ref(), expect)?;
-            let hash = w.content_hash();
-            if let Some(c) = current.as_ref().filter(|c| !c.deleted && c.content_hash == hash) {
-                return Ok(WriteOutcome::Unchanged(c.clone()));
-            }
-            w.resources.sort();
-            w.acl.sort();
-            w.acl.dedup();
-            w.resources.dedup();
-            let (seq, now) = clock.tick();
-            let now = from_micros(now)?;
-            let v = RecordVersion {
-                id: w.id,
-                version: current.as_ref().map_or(1, |c| c.version + 1),
-                deleted: false,
-                schema_id: w.schema_id,
-                schema_version: w.schema_version,
-                document: w.document,
-                record: w.record,
-                resources: w.resources,
-                acl: w.acl,
-                source_id: w.source_id,
-                provenance: w.provenance,
-                content_hash: hash,
-                seq,
-                changed_at: now,
-                created_at: current.as_ref().map_or(now, |c| c.created_at),
-            };
-            write_version(conn, &v, current.as_ref()).await?;
-            Ok(match current {
-                None => WriteOutcome::Created(v),
-                Some(_) => WriteOutcome::Updated(v),
-            })
+            let outcome = next_put(current.as_ref(), w, expect, clock)?;
+            write_outcome(conn, &outcome, current).await?;
+            Ok(outcome)
         }
 
         async fn apply_delete(
@@ -420,26 +625,9 @@ macro_rules! sql_store {
             provenance: Option<Provenance>,
         ) -> Result<WriteOutcome> {
             let current = current_version(conn, id).await?;
-            check_expect(id, current.as_ref(), expect)?;
-            let Some(c) = current else {
-                return Err(StoreError::NotFound(format!("record {id}")));
-            };
-            if c.deleted {
-                return Ok(WriteOutcome::Unchanged(c));
-            }
-            let (seq, now) = clock.tick();
-            let v = RecordVersion {
-                version: c.version + 1,
-                deleted: true,
-                document: Vec::new(),
-                content_hash: tombstone_hash(&c.content_hash),
-                provenance: provenance.or(c.provenance.clone()),
-                seq,
-                changed_at: from_micros(now)?,
-                ..c.clone()
-            };
-            write_version(conn, &v, Some(&c)).await?;
-            Ok(WriteOutcome::Deleted(v))
+            let outcome = next_delete(current.as_ref(), id, expect, provenance, clock)?;
+            write_outcome(conn, &outcome, current).await?;
+            Ok(outcome)
         }
 
         async fn apply_rejection(conn: &mut Conn, r: &NewRejection) -> Result<i64> {
@@ -771,9 +959,10 @@ macro_rules! sql_store {
                     changed_at: from_micros(now)?,
                     ..live
                 };
-                write_version(&mut tx, &v, Some(&c)).await?;
+                let outcome = WriteOutcome::Updated(v);
+                write_outcome(&mut tx, &outcome, Some(c)).await?;
                 Self::commit_write(tx, clock).await?;
-                Ok(WriteOutcome::Updated(v))
+                Ok(outcome)
             }
 
             async fn get_record(
@@ -842,6 +1031,35 @@ macro_rules! sql_store {
                     count.build().fetch_one(&self.pool).await?.try_get("n")?
                 };
                 Ok((items, total))
+            }
+
+            async fn live_hashes(
+                &self,
+                ids: &[RecordId],
+            ) -> Result<HashMap<RecordId, ContentHash>> {
+                let mut out = HashMap::with_capacity(ids.len());
+                // Bounded statements: every backend takes this many binds.
+                for chunk in ids.chunks(1000) {
+                    let mut qb = QueryBuilder::<$db>::new(
+                        "SELECT r.record_id, v.content_hash FROM records r JOIN record_versions v \
+                         ON v.record_id = r.record_id AND v.version = r.version \
+                         WHERE r.deleted = ",
+                    );
+                    qb.push_bind(false).push(" AND r.record_id IN (");
+                    let mut sep = qb.separated(", ");
+                    for id in chunk {
+                        sep.push_bind(id.as_str());
+                    }
+                    qb.push(")");
+                    for row in qb.build().fetch_all(&self.pool).await? {
+                        let id: String = row.try_get("record_id")?;
+                        let hash: String = row.try_get("content_hash")?;
+                        let id = RecordId::parse(&id)
+                            .map_err(|e| StoreError::Corrupt(format!("record id {id:?}: {e}")))?;
+                        out.insert(id, ContentHash::from_stored(hash));
+                    }
+                }
+                Ok(out)
             }
 
             async fn record_acl(&self, id: &RecordId) -> Result<Vec<AclEntry>> {
@@ -1074,28 +1292,58 @@ macro_rules! sql_store {
                     }
                     None => return Err(StoreError::NotFound(format!("run {run_id}"))),
                 }
+                // The page's records are read in one go, decided in memory in
+                // page order (a record may come twice), and written in a few
+                // multi-row statements.
+                let ids: Vec<&RecordId> = items
+                    .iter()
+                    .filter_map(|item| match item {
+                        PageItem::Put(w) => Some(&w.id),
+                        PageItem::Delete { id, .. } => Some(id),
+                        PageItem::Reject(_) => None,
+                    })
+                    .collect();
+                let before = current_versions(&mut tx, &ids).await?;
+                // Where a record's version written earlier in this page is.
+                let mut heads: HashMap<RecordId, usize> = HashMap::new();
+                let mut new: Vec<RecordVersion> = Vec::new();
+                let mut rejections = Vec::new();
                 let mut counts = RunCounts::default();
                 for item in items {
                     counts.seen += 1;
-                    match item {
+                    let outcome = match item {
                         PageItem::Put(w) => {
-                            let o = apply_put(&mut tx, &mut clock, w, Expect::Any).await?;
+                            let current = heads.get(&w.id).map(|&i| &new[i]).or_else(|| before.get(&w.id));
+                            let o = next_put(current, w, Expect::Any, &mut clock)?;
                             count(&mut counts, &o);
+                            o
                         }
                         PageItem::Delete { id, provenance } => {
-                            // An upstream deletion of a record never stored
-                            // here changes nothing but is still counted.
-                            match apply_delete(&mut tx, &mut clock, &id, Expect::Any, provenance).await {
-                                Ok(_) | Err(StoreError::NotFound(_)) => counts.deleted += 1,
+                            // Every upstream deletion counts as one, even of
+                            // a record never stored here or deleted already.
+                            counts.deleted += 1;
+                            let current = heads.get(&id).map(|&i| &new[i]).or_else(|| before.get(&id));
+                            match next_delete(current, &id, Expect::Any, provenance, &mut clock) {
+                                Ok(o) => o,
+                                Err(StoreError::NotFound(_)) => continue,
                                 Err(e) => return Err(e),
                             }
                         }
                         PageItem::Reject(mut r) => {
                             r.run_id = Some(run_id);
-                            apply_rejection(&mut tx, &r).await?;
+                            rejections.push(r);
                             counts.rejected += 1;
+                            continue;
                         }
+                    };
+                    if let WriteOutcome::Created(v) | WriteOutcome::Updated(v) | WriteOutcome::Deleted(v) = outcome {
+                        heads.insert(v.id.clone(), new.len());
+                        new.push(v);
                     }
+                }
+                write_versions(&mut tx, &new, &before).await?;
+                for r in &rejections {
+                    apply_rejection(&mut tx, r).await?;
                 }
                 sqlx::query(
                     "UPDATE harvest_runs SET seen = seen + $1, created = created + $2, \

@@ -909,6 +909,132 @@ async fn concurrent_writers_all_succeed(store: DynStore) {
     );
 }
 
+/// Content hashes of live current versions by id, in chunks, skipping
+/// tombstones and unknown ids.
+async fn live_hashes_by_id(store: DynStore) {
+    with_schema(&store).await;
+    let ids: Vec<RecordId> = (0..1_200).map(|i| rid(&format!("h{i}"))).collect();
+    // Three live records, one updated, one deleted; 1 200 ids asked for
+    // (more than one statement's chunk).
+    let mut expected = std::collections::HashMap::new();
+    for id in ["h0", "h599", "h1199", "h7"] {
+        let o = store
+            .put_record(write(id, "<v1/>", &[]), Expect::Absent)
+            .await
+            .expect("create");
+        expected.insert(rid(id), o.version().content_hash.clone());
+    }
+    let o = store
+        .put_record(write("h599", "<v2/>", &[]), Expect::Version(1))
+        .await
+        .expect("update");
+    expected.insert(rid("h599"), o.version().content_hash.clone());
+    store
+        .delete_record(&rid("h7"), Expect::Any, None)
+        .await
+        .expect("delete");
+    expected.remove(&rid("h7"));
+    assert_eq!(store.live_hashes(&ids).await.expect("hashes"), expected);
+    assert!(store.live_hashes(&[]).await.expect("none").is_empty());
+}
+
+/// One page holding the same record several times, resource and ACL
+/// changes, and a record created and deleted: decided in page order,
+/// written as if one write at a time.
+async fn a_page_is_applied_in_order(store: DynStore) {
+    with_schema(&store).await;
+    store
+        .put_record(write("a", "<a1/>", &["x", "shared"]), Expect::Absent)
+        .await
+        .expect("a");
+    let src = SourceId::parse("src").expect("source");
+    store
+        .upsert_source(&Source {
+            id: src.clone(),
+            base_url: "http://provider.test/oai".into(),
+            enabled: true,
+            config: json!({}),
+            updated_at: Utc::now(),
+        })
+        .await
+        .expect("source");
+    let run = store.start_run(&src, None, None).await.expect("run");
+    let mut a2 = write("a", "<a2/>", &["y", "shared"]);
+    a2.acl.push(AclEntry {
+        sid: "bob".into(),
+        permission: Permission::Read,
+    });
+    let items = vec![
+        PageItem::Put(a2.clone()),
+        PageItem::Put(write("b", "<b/>", &["shared"])),
+        PageItem::Put(a2),
+        PageItem::Put(write("a", "<a3/>", &["z"])),
+        PageItem::Delete {
+            id: rid("b"),
+            provenance: None,
+        },
+        PageItem::Delete {
+            id: rid("b"),
+            provenance: None,
+        },
+        PageItem::Delete {
+            id: rid("never"),
+            provenance: None,
+        },
+    ];
+    let c = store
+        .commit_page(run.id, items, None, None)
+        .await
+        .expect("page");
+    assert_eq!(
+        (c.seen, c.created, c.updated, c.unchanged, c.deleted),
+        (7, 1, 2, 1, 3)
+    );
+    assert!(c.balanced());
+
+    let a = store.record_versions(&rid("a")).await.expect("a versions");
+    assert_eq!(
+        a.iter()
+            .map(|v| (v.version, v.document.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (3, b"<a3/>".to_vec()),
+            (2, b"<a2/>".to_vec()),
+            (1, b"<a1/>".to_vec())
+        ]
+    );
+    assert!(a[0].seq > a[1].seq && a[1].seq > a[2].seq);
+    let b = store.record_versions(&rid("b")).await.expect("b versions");
+    assert_eq!(b.len(), 2, "created, then one tombstone");
+    assert!(b[0].deleted && !b[1].deleted);
+
+    // Resource links follow the last version of each record.
+    let by = |r: &str| RecordFilter {
+        resource_ids: vec![r.to_owned()],
+        include_deleted: true,
+        ..RecordFilter::default()
+    };
+    for (resource, expected) in [
+        ("x", vec![]),
+        ("y", vec![]),
+        ("z", vec!["a"]),
+        ("shared", vec!["b"]),
+    ] {
+        let (found, _) = store
+            .list_records(&by(resource), 0, 10)
+            .await
+            .expect("by resource");
+        let found: Vec<&str> = found.iter().map(|v| v.id.as_str()).collect();
+        assert_eq!(found, expected, "records of resource {resource}");
+    }
+    // The ACL rows are those of the last version.
+    let acl = store.record_acl(&rid("a")).await.expect("acl");
+    assert_eq!(
+        acl.iter().map(|e| e.sid.as_str()).collect::<Vec<_>>(),
+        vec!["alice"]
+    );
+}
+
 sheaf_store::backend_tests!(
     ping_and_backend,
     schema_versions_are_immutable,
@@ -922,4 +1048,6 @@ sheaf_store::backend_tests!(
     shared_secret_first_writer_wins,
     concurrent_updates_one_wins,
     concurrent_writers_all_succeed,
+    live_hashes_by_id,
+    a_page_is_applied_in_order,
 );

@@ -24,11 +24,39 @@ struct Bench {
     cores: usize,
 }
 
+/// CPU time this process has used, from `/proc/self/stat` (Linux; clock
+/// ticks of 10 ms). The machine may be shared, so rates are also given per
+/// CPU-second actually received, which contention does not skew.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // utime and stime are the 12th and 13th fields after the command name.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+fn cpu_since(start: Option<Duration>) -> Option<Duration> {
+    start.zip(process_cpu()).map(|(a, b)| b.saturating_sub(a))
+}
+
 impl Bench {
-    fn report(&self, name: &str, threads: usize, count: u64, elapsed: Duration) {
+    fn report(
+        &self,
+        name: &str,
+        threads: usize,
+        count: u64,
+        elapsed: Duration,
+        cpu: Option<Duration>,
+    ) {
         let rate = count as f64 / elapsed.as_secs_f64();
+        let per_cpu = cpu
+            .filter(|c| !c.is_zero())
+            .map(|c| format!("{:>6.0}/CPU-second", count as f64 / c.as_secs_f64()))
+            .unwrap_or_default();
         println!(
-            "{name:<58} {threads:>2} thread(s): {rate:>9.0} validations/s ({:>7.0}/s per thread)",
+            "{name:<54} {threads} thread(s): {rate:>6.0}/s wall ({:>6.0}/s per thread), {per_cpu}",
             rate / threads as f64
         );
     }
@@ -43,27 +71,25 @@ impl Bench {
                 let (f, stop, count) = (f.clone(), stop.clone(), count.clone());
                 std::thread::spawn(move || {
                     f(); // compiles the schema on this thread
-                    let mut n = 0;
                     while !stop.load(Ordering::Relaxed) {
                         f();
-                        n += 1;
+                        count.fetch_add(1, Ordering::Relaxed);
                     }
-                    count.fetch_add(n, Ordering::Relaxed);
                 })
             })
             .collect();
-        let start = Instant::now();
+        // Every thread compiles its schema before the clock starts.
+        std::thread::sleep(Duration::from_millis(200));
+        let (start, cpu0) = (Instant::now(), process_cpu());
+        let before = count.load(Ordering::Relaxed);
         std::thread::sleep(self.window);
+        let done = count.load(Ordering::Relaxed) - before;
+        let (elapsed, cpu) = (start.elapsed(), cpu_since(cpu0));
         stop.store(true, Ordering::Relaxed);
         for w in workers {
             w.join().expect("bench thread");
         }
-        self.report(
-            name,
-            threads,
-            count.load(Ordering::Relaxed),
-            start.elapsed(),
-        );
+        self.report(name, threads, done, elapsed, cpu);
     }
 
     /// Runs `tasks` concurrent loops of `validate_many` on a runtime with as
@@ -76,7 +102,7 @@ impl Bench {
             .build()
             .expect("runtime");
         let window = self.window;
-        let (count, elapsed) = rt.block_on(async move {
+        let (count, elapsed, cpu) = rt.block_on(async move {
             let db = sheaf_store::testing::TestDb::sqlite().await;
             let registry = Registry::new(db.store.clone(), Limits::default());
             let (version, doc) = setup(&registry, schema).await;
@@ -86,7 +112,7 @@ impl Bench {
                 .validate_many(&version, batch.clone())
                 .await
                 .expect("warm-up");
-            let start = Instant::now();
+            let (start, cpu0) = (Instant::now(), process_cpu());
             let deadline = start + window;
             let handles: Vec<_> = (0..tasks)
                 .map(|_| {
@@ -110,9 +136,9 @@ impl Bench {
             for h in handles {
                 total += h.await.expect("bench task");
             }
-            (total, start.elapsed())
+            (total, start.elapsed(), cpu_since(cpu0))
         });
-        self.report(name, tasks, count, elapsed);
+        self.report(name, tasks, count, elapsed, cpu);
     }
 }
 
