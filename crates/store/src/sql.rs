@@ -112,16 +112,17 @@ pub(crate) fn check_expect(
 }
 
 /// What a put makes of a record's current version: a new version (its
-/// sequence and time taken from `clock`), or `unchanged` when the content
-/// hash matches a live current version.
+/// sequence and time taken from `clock`), or `unchanged` when its content
+/// hash (`hash`, the write's [`RecordWrite::content_hash`]) matches a live
+/// current version.
 pub(crate) fn next_put(
     current: Option<&RecordVersion>,
     mut w: RecordWrite,
+    hash: ContentHash,
     expect: Expect,
     clock: &mut Clock,
 ) -> Result<WriteOutcome, StoreError> {
     check_expect(&w.id, current, expect)?;
-    let hash = w.content_hash();
     if let Some(c) = current.filter(|c| !c.deleted && c.content_hash == hash) {
         return Ok(WriteOutcome::Unchanged(c.clone()));
     }
@@ -376,6 +377,34 @@ macro_rules! sql_store {
             Ok(out)
         }
 
+        /// The content hash of the current version of each of `ids` that is
+        /// live, a statement per [`ROWS_PER_STATEMENT`] ids.
+        async fn live_hashes_on(
+            conn: &mut Conn,
+            ids: &[&RecordId],
+        ) -> Result<HashMap<RecordId, ContentHash>> {
+            let mut out = HashMap::with_capacity(ids.len());
+            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT r.record_id, v.content_hash FROM records r JOIN record_versions v \
+                     ON v.record_id = r.record_id AND v.version = r.version WHERE r.deleted = ",
+                );
+                qb.push_bind(false).push(" AND r.record_id IN (");
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(id.as_str());
+                }
+                qb.push(")");
+                for row in qb.build().fetch_all(&mut *conn).await? {
+                    let id: String = row.try_get("record_id")?;
+                    let id = RecordId::parse(&id)
+                        .map_err(|e| StoreError::Corrupt(format!("record id {id:?}: {e}")))?;
+                    out.insert(id, ContentHash::from_stored(row.try_get("content_hash")?));
+                }
+            }
+            Ok(out)
+        }
+
         /// Inserts new versions (in change order) and points each record, its
         /// resources, ACL and sets at its last one, in a few multi-row
         /// statements whatever the number of versions. `before` holds the
@@ -612,7 +641,8 @@ macro_rules! sql_store {
             expect: Expect,
         ) -> Result<WriteOutcome> {
             let current = current_version(conn, &w.id).await?;
-            let outcome = next_put(current.as_ref(), w, expect, clock)?;
+            let hash = w.content_hash();
+            let outcome = next_put(current.as_ref(), w, hash, expect, clock)?;
             write_outcome(conn, &outcome, current).await?;
             Ok(outcome)
         }
@@ -1037,29 +1067,9 @@ macro_rules! sql_store {
                 &self,
                 ids: &[RecordId],
             ) -> Result<HashMap<RecordId, ContentHash>> {
-                let mut out = HashMap::with_capacity(ids.len());
-                // Bounded statements: every backend takes this many binds.
-                for chunk in ids.chunks(1000) {
-                    let mut qb = QueryBuilder::<$db>::new(
-                        "SELECT r.record_id, v.content_hash FROM records r JOIN record_versions v \
-                         ON v.record_id = r.record_id AND v.version = r.version \
-                         WHERE r.deleted = ",
-                    );
-                    qb.push_bind(false).push(" AND r.record_id IN (");
-                    let mut sep = qb.separated(", ");
-                    for id in chunk {
-                        sep.push_bind(id.as_str());
-                    }
-                    qb.push(")");
-                    for row in qb.build().fetch_all(&self.pool).await? {
-                        let id: String = row.try_get("record_id")?;
-                        let hash: String = row.try_get("content_hash")?;
-                        let id = RecordId::parse(&id)
-                            .map_err(|e| StoreError::Corrupt(format!("record id {id:?}: {e}")))?;
-                        out.insert(id, ContentHash::from_stored(hash));
-                    }
-                }
-                Ok(out)
+                let mut conn = self.pool.acquire().await?;
+                let ids: Vec<&RecordId> = ids.iter().collect();
+                live_hashes_on(&mut conn, &ids).await
             }
 
             async fn record_acl(&self, id: &RecordId) -> Result<Vec<AclEntry>> {
@@ -1292,16 +1302,45 @@ macro_rules! sql_store {
                     }
                     None => return Err(StoreError::NotFound(format!("run {run_id}"))),
                 }
-                // The page's records are read in one go, decided in memory in
-                // page order (a record may come twice), and written in a few
-                // multi-row statements.
-                let ids: Vec<&RecordId> = items
-                    .iter()
-                    .filter_map(|item| match item {
-                        PageItem::Put(w) => Some(&w.id),
-                        PageItem::Delete { id, .. } => Some(id),
-                        PageItem::Reject(_) => None,
+                // The page is decided in memory in page order (a record may
+                // come twice) and written in a few multi-row statements.
+                // Current versions are read in two steps: the live content
+                // hashes of the records put, which settle every unchanged
+                // record without reading it, then the full current version of
+                // the rest.
+                let mut items: Vec<(PageItem, Option<ContentHash>)> = items
+                    .into_iter()
+                    .map(|item| match item {
+                        PageItem::Put(w) => {
+                            let hash = w.content_hash();
+                            (PageItem::Put(w), Some(hash))
+                        }
+                        other => (other, None),
                     })
+                    .collect();
+                let put_ids: Vec<&RecordId> = items
+                    .iter()
+                    .filter_map(|(item, _)| match item {
+                        PageItem::Put(w) => Some(&w.id),
+                        _ => None,
+                    })
+                    .collect();
+                let live = live_hashes_on(&mut tx, &put_ids).await?;
+                // A record is settled when every mention of it in the page is
+                // a put equal to its live version; the others are read whole.
+                let mut settled: HashMap<RecordId, bool> = HashMap::new();
+                for (item, hash) in &items {
+                    let (id, same) = match item {
+                        PageItem::Put(w) => (&w.id, hash.is_some() && live.get(&w.id) == hash.as_ref()),
+                        PageItem::Delete { id, .. } => (id, false),
+                        PageItem::Reject(_) => continue,
+                    };
+                    *settled.entry(id.clone()).or_insert(true) &= same;
+                }
+                let ids: Vec<&RecordId> = settled
+                    .iter()
+                    .filter(|(_, unchanged)| !**unchanged)
+                    .map(|(id, _)| id)
                     .collect();
                 let before = current_versions(&mut tx, &ids).await?;
                 // Where a record's version written earlier in this page is.
@@ -1309,16 +1348,21 @@ macro_rules! sql_store {
                 let mut new: Vec<RecordVersion> = Vec::new();
                 let mut rejections = Vec::new();
                 let mut counts = RunCounts::default();
-                for item in items {
+                for (item, hash) in items.drain(..) {
                     counts.seen += 1;
-                    let outcome = match item {
-                        PageItem::Put(w) => {
+                    let outcome = match (item, hash) {
+                        (PageItem::Put(w), hash) => {
+                            if settled.get(&w.id) == Some(&true) {
+                                counts.unchanged += 1;
+                                continue;
+                            }
+                            let hash = hash.unwrap_or_else(|| w.content_hash());
                             let current = heads.get(&w.id).map(|&i| &new[i]).or_else(|| before.get(&w.id));
-                            let o = next_put(current, w, Expect::Any, &mut clock)?;
+                            let o = next_put(current, w, hash, Expect::Any, &mut clock)?;
                             count(&mut counts, &o);
                             o
                         }
-                        PageItem::Delete { id, provenance } => {
+                        (PageItem::Delete { id, provenance }, _) => {
                             // Every upstream deletion counts as one, even of
                             // a record never stored here or deleted already.
                             counts.deleted += 1;
@@ -1329,7 +1373,7 @@ macro_rules! sql_store {
                                 Err(e) => return Err(e),
                             }
                         }
-                        PageItem::Reject(mut r) => {
+                        (PageItem::Reject(mut r), _) => {
                             r.run_id = Some(run_id);
                             rejections.push(r);
                             counts.rejected += 1;

@@ -965,6 +965,8 @@ async fn a_page_is_applied_in_order(store: DynStore) {
         permission: Permission::Read,
     });
     let items = vec![
+        // Equal to the live version, then changed within the same page.
+        PageItem::Put(write("a", "<a1/>", &["x", "shared"])),
         PageItem::Put(a2.clone()),
         PageItem::Put(write("b", "<b/>", &["shared"])),
         PageItem::Put(a2),
@@ -988,7 +990,7 @@ async fn a_page_is_applied_in_order(store: DynStore) {
         .expect("page");
     assert_eq!(
         (c.seen, c.created, c.updated, c.unchanged, c.deleted),
-        (7, 1, 2, 1, 3)
+        (8, 1, 2, 2, 3)
     );
     assert!(c.balanced());
 
