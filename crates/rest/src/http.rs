@@ -373,6 +373,45 @@ pub(crate) fn origin(public_base_url: Option<&str>, headers: &HeaderMap) -> Stri
     format!("http://{host}")
 }
 
+/// A header value from text Sheaf made (ids are percent-encoded in URLs).
+pub(crate) fn header_value(s: &str) -> Result<HeaderValue, ApiError> {
+    HeaderValue::from_str(s).map_err(|_| ApiError::Internal(format!("bad header value {s:?}")))
+}
+
+/// The multipart body of a create or update, after checking its content
+/// type and declared length: 415, 413 or 400 with the parser's reason.
+pub(crate) fn multipart_body(
+    headers: &HeaderMap,
+    limit: usize,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Multipart, ApiError> {
+    require_multipart(headers)?;
+    check_length(headers, limit)?;
+    multipart
+        .map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text())))
+}
+
+/// A response carrying one rendered record with its `Location` and `ETag`.
+pub(crate) fn record_response<T: serde::Serialize>(
+    status: StatusCode,
+    content_type: &'static str,
+    record: &T,
+    location: &str,
+    etag: &str,
+) -> Result<Response, ApiError> {
+    let body = serde_json::to_vec(record).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((
+        status,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::LOCATION, header_value(location)?),
+            (header::ETAG, header_value(etag)?),
+        ],
+        body,
+    )
+        .into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,43 +514,4 @@ mod tests {
     fn segments_escape_slashes() {
         assert_eq!(segment("src:oai:x/1"), "src:oai:x%2F1");
     }
-}
-
-/// A header value from text Sheaf made (ids are percent-encoded in URLs).
-pub(crate) fn header_value(s: &str) -> Result<HeaderValue, ApiError> {
-    HeaderValue::from_str(s).map_err(|_| ApiError::Internal(format!("bad header value {s:?}")))
-}
-
-/// The multipart body of a create or update, after checking its content
-/// type and declared length: 415, 413 or 400 with the parser's reason.
-pub(crate) fn multipart_body(
-    headers: &HeaderMap,
-    limit: usize,
-    multipart: Result<Multipart, MultipartRejection>,
-) -> Result<Multipart, ApiError> {
-    require_multipart(headers)?;
-    check_length(headers, limit)?;
-    multipart
-        .map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text())))
-}
-
-/// A response carrying one rendered record with its `Location` and `ETag`.
-pub(crate) fn record_response<T: serde::Serialize>(
-    status: StatusCode,
-    content_type: &'static str,
-    record: &T,
-    location: &str,
-    etag: &str,
-) -> Result<Response, ApiError> {
-    let body = serde_json::to_vec(record).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok((
-        status,
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (header::LOCATION, header_value(location)?),
-            (header::ETAG, header_value(etag)?),
-        ],
-        body,
-    )
-        .into_response())
 }

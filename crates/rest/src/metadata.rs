@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 use sheaf_domain::model::{Expect, Permission, RecordVersion, RecordWrite, SchemaKind};
 use sheaf_domain::{RecordId, SchemaId};
 use sheaf_store::{RecordFilter, StoreError};
+use sheaf_validate::{RegistryError, rejection};
 
 use crate::auth::{Caller, SELF_SID, grant_administrate, keep_administrator};
 use crate::datacite::{
@@ -30,6 +31,9 @@ use crate::http::{
 };
 use crate::schemas::{check_acl_change, check_current};
 use crate::{AppState, Shared};
+
+/// The origin written on rejected deposits.
+const REJECTION_ORIGIN: &str = "rest";
 
 /// The kind of each schema version seen, so rendering a record costs no
 /// schema lookup: versions are immutable, so entries never go stale.
@@ -155,9 +159,12 @@ async fn current_live(st: &AppState, id: &RecordId) -> Result<RecordVersion, Api
 }
 
 /// Resolves a schema link and validates `document` against it: the
-/// schema version to pin.
+/// schema version to pin. A document that does not validate is kept as a
+/// rejection (origin `rest`, the record id as identifier) before the 422,
+/// so no deposit is lost without a trace.
 async fn validate_linked(
     st: &AppState,
+    id: &RecordId,
     link: SchemaLink,
     document: &[u8],
 ) -> Result<(SchemaId, i64, SchemaKind), ApiError> {
@@ -169,9 +176,19 @@ async fn validate_linked(
         .map_err(|_| ApiError::Unprocessable(format!("unknown schema {name:?}")))?;
     let schema = st
         .registry
-        .validate(&schema_id, version, document)
+        .schema(&schema_id, version)
         .await
         .map_err(ApiError::from_registry_linked)?;
+    if let Err(e) = st.registry.validate_with(&schema, document).await {
+        if matches!(e, RegistryError::Invalid(_)) {
+            let mut rejection = rejection(REJECTION_ORIGIN, Some(&schema), document.to_vec(), &e);
+            rejection.identifier = Some(id.as_str().to_owned());
+            if let Err(store) = st.store.add_rejection(rejection).await {
+                tracing::error!(record = %id, error = %store, "could not keep the rejected deposit");
+            }
+        }
+        return Err(ApiError::from_registry_linked(e));
+    }
     Ok((schema.schema_id, schema.version, schema.kind))
 }
 
@@ -276,7 +293,7 @@ pub(crate) async fn create(
             "record names no schema: add a relatedIdentifier with relationType HAS_METADATA".into(),
         )
     })?;
-    let (schema_id, schema_version, kind) = validate_linked(&st, link, &document).await?;
+    let (schema_id, schema_version, kind) = validate_linked(&st, &id, link, &document).await?;
     let mut fields = record.fields;
     strip_default_resource_type(&mut fields, default_resource_type(kind, false));
     assign_creation_fields(&mut fields, &sid, Utc::now());
@@ -423,7 +440,7 @@ pub(crate) async fn update(
         schema_id: current.schema_id.as_str().to_owned(),
         version: Some(current.schema_version),
     });
-    let (schema_id, schema_version, kind) = validate_linked(&st, link, &document).await?;
+    let (schema_id, schema_version, kind) = validate_linked(&st, &id, link, &document).await?;
     strip_default_resource_type(&mut fields, default_resource_type(kind, false));
     let write = RecordWrite {
         id,

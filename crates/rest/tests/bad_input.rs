@@ -176,22 +176,44 @@ async fn unknown_schema(store: DynStore) {
 }
 
 async fn invalid_document(store: DynStore) {
-    let app = app(store);
+    let app = app(store.clone());
     create_xsd_schema(&app, "s").await;
     let record = metadata_record(&format!("{BASE}/schemas/s?version=1"), "https://r");
-    for doc in [
+    let docs = [
         fixture("metadata-v3.xml"),
         b"<example:metadata xmlns:example=\"http://www.example.org/schema/xsd/\">".to_vec(),
-    ] {
+    ];
+    let mut details = Vec::new();
+    for doc in &docs {
         let reply = req(Method::POST, "/metastore/api/v2/metadata/")
             .multipart(&[
                 ("record", "application/json", record.as_bytes()),
-                ("document", "application/xml", &doc),
+                ("document", "application/xml", doc),
             ])
             .send(&app)
             .await;
         let detail = reply.problem(422);
         assert!(detail.starts_with("Validation error"), "{detail}");
+        details.push(detail);
+    }
+    // The refused deposits are kept as rejections: bytes, schema, reason.
+    let mut kept = store.list_rejections(None, 10).await.expect("rejections");
+    kept.sort_by_key(|r| r.id);
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    for ((r, doc), detail) in kept.iter().zip(&docs).zip(&details) {
+        let r = &r.rejection;
+        assert_eq!(r.origin, "rest");
+        assert_eq!(&r.document, doc);
+        assert_eq!(r.schema_id.as_ref().map(|s| s.as_str()), Some("s"));
+        assert_eq!(r.schema_version, Some(1));
+        assert!(r.identifier.is_some());
+        // The stored reason carries the validator's own words, as the 422.
+        let reason = detail.strip_prefix("Validation error: ").unwrap_or(detail);
+        assert!(
+            r.message.contains(reason.lines().next().unwrap_or(reason)),
+            "{} vs {detail}",
+            r.message
+        );
     }
     // A schema that does not compile is refused the same way.
     let reply = req(Method::POST, "/metastore/api/v2/schemas/")

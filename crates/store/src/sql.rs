@@ -505,10 +505,11 @@ macro_rules! sql_store {
             Ok(())
         }
 
-        /// Points records at their versions' resources (creating resources
-        /// on first sight), dropping the links of the versions they replace.
-        async fn relink_resources(
+        /// Deletes the rows of `table` (keyed by `record_id`) belonging to
+        /// the records of `versions` that had a version before.
+        async fn drop_replaced_rows(
             conn: &mut Conn,
+            table: &'static str,
             versions: &[&RecordVersion],
             before: &HashMap<RecordId, RecordVersion>,
         ) -> Result<()> {
@@ -518,7 +519,8 @@ macro_rules! sql_store {
                 .map(|v| v.id.as_str())
                 .collect();
             for chunk in stale.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::<$db>::new("DELETE FROM record_resources WHERE record_id IN (");
+                let mut qb =
+                    QueryBuilder::<$db>::new(format!("DELETE FROM {table} WHERE record_id IN ("));
                 let mut sep = qb.separated(", ");
                 for id in chunk {
                     sep.push_bind(*id);
@@ -526,6 +528,17 @@ macro_rules! sql_store {
                 qb.push(")");
                 qb.build().execute(&mut *conn).await?;
             }
+            Ok(())
+        }
+
+        /// Points records at their versions' resources (creating resources
+        /// on first sight), dropping the links of the versions they replace.
+        async fn relink_resources(
+            conn: &mut Conn,
+            versions: &[&RecordVersion],
+            before: &HashMap<RecordId, RecordVersion>,
+        ) -> Result<()> {
+            drop_replaced_rows(conn, "record_resources", versions, before).await?;
             // Sorted and distinct: one row each, taken in one order by every
             // writer.
             let mut identifiers: Vec<&str> = versions
@@ -583,20 +596,7 @@ macro_rules! sql_store {
             versions: &[&RecordVersion],
             before: &HashMap<RecordId, RecordVersion>,
         ) -> Result<()> {
-            let stale: Vec<&str> = versions
-                .iter()
-                .filter(|v| before.contains_key(&v.id))
-                .map(|v| v.id.as_str())
-                .collect();
-            for chunk in stale.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::<$db>::new("DELETE FROM acl_entries WHERE record_id IN (");
-                let mut sep = qb.separated(", ");
-                for id in chunk {
-                    sep.push_bind(*id);
-                }
-                qb.push(")");
-                qb.build().execute(&mut *conn).await?;
-            }
+            drop_replaced_rows(conn, "acl_entries", versions, before).await?;
             // One row per (record, sid): the entry listed last wins, as the
             // ACL is sorted, so the strongest permission a sid was given.
             let mut rows: HashMap<(&str, &str), &str> = HashMap::new();

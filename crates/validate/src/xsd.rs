@@ -488,6 +488,34 @@ mod tests {
 
     use super::*;
 
+    /// The parser options themselves, below the DTD refusal: nothing that
+    /// loads, recovers or lifts limits is on (`no_def_dtd` is the trap: it
+    /// is DTD *loading* for XML), and an external entity parsed with them
+    /// stays unexpanded.
+    #[test]
+    fn safe_options_never_load_or_expand() {
+        let o = safe_options();
+        // (The crate has no switch for entity substitution: it stays off.)
+        assert!(o.no_net && !o.no_def_dtd && !o.recover && !o.huge);
+
+        let canary = std::env::temp_dir().join(format!("sheaf-xxe-{}.txt", std::process::id()));
+        std::fs::write(&canary, "CANARY-SECRET").unwrap();
+        let doc = format!(
+            "<!DOCTYPE r [<!ENTITY x SYSTEM \"file://{}\">]><r>&x;</r>",
+            canary.display()
+        );
+        let parsed =
+            Parser::default().parse_string_with_diagnostics(doc.as_bytes(), safe_options());
+        let _ = std::fs::remove_file(&canary);
+        if let Ok((doc, _)) = parsed {
+            let text = doc
+                .get_root_element()
+                .map(|r| r.get_content())
+                .unwrap_or_default();
+            assert!(!text.contains("CANARY"), "external entity expanded: {text}");
+        }
+    }
+
     /// The loader is the second line of defence: even a location that
     /// escaped the rewrite (here: compiled directly, without it) is served
     /// nothing and fetched from nowhere.
