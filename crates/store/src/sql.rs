@@ -660,6 +660,25 @@ macro_rules! sql_store {
             Ok(outcome)
         }
 
+        /// Whether this run already kept the same rejection (same record,
+        /// bytes and reason): a restarted window sees records twice.
+        async fn rejected_in_run(conn: &mut Conn, r: &NewRejection) -> Result<bool> {
+            let (Some(run), Some(identifier)) = (r.run_id, r.identifier.as_deref()) else {
+                return Ok(false);
+            };
+            let row = sqlx::query(
+                "SELECT 1 AS found FROM rejections WHERE run_id = $1 AND identifier = $2 \
+                 AND message = $3 AND document = $4 LIMIT 1",
+            )
+            .bind(run)
+            .bind(identifier)
+            .bind(&r.message)
+            .bind(r.document.as_slice())
+            .fetch_optional(&mut *conn)
+            .await?;
+            Ok(row.is_some())
+        }
+
         async fn apply_rejection(conn: &mut Conn, r: &NewRejection) -> Result<i64> {
             let row = sqlx::query(
                 "INSERT INTO rejections (origin, source_id, run_id, identifier, schema_id, \
@@ -1387,7 +1406,9 @@ macro_rules! sql_store {
                 }
                 write_versions(&mut tx, &new, &before).await?;
                 for r in &rejections {
-                    apply_rejection(&mut tx, r).await?;
+                    if !rejected_in_run(&mut tx, r).await? {
+                        apply_rejection(&mut tx, r).await?;
+                    }
                 }
                 sqlx::query(
                     "UPDATE harvest_runs SET seen = seen + $1, created = created + $2, \
