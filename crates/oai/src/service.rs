@@ -549,10 +549,12 @@ impl Oai {
             last_seq: 0,
             done: false,
         };
+        // Fused: the compression layer polls its body again after the end.
         let stream = futures_util::stream::unfold(body, |mut b| async move {
             let chunk = b.chunk().await?;
             Some((chunk, b))
-        });
+        })
+        .fuse();
         Ok(xml_response(Body::from_stream(stream)))
     }
 }
