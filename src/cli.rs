@@ -205,6 +205,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// `sheaf config check`: the config file (already loaded) and every
 /// harvest config, each problem named by file and field.
 fn config_check(config: &Config) -> ExitCode {
+    // The [oai] values were checked at load; this also compiles its
+    // crosswalk stylesheets.
+    let oai = sheaf_oai::check_config(&config.oai);
+    if let Err(e) = &oai {
+        eprintln!("{e}");
+    }
     let (valid, errors) = sheaf_harvest::check_dir(&config.harvest_configs);
     for e in &errors {
         eprintln!("{e}");
@@ -221,7 +227,7 @@ fn config_check(config: &Config) -> ExitCode {
         errors.len(),
         config.harvest_configs.display()
     );
-    if errors.is_empty() {
+    if errors.is_empty() && oai.is_ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -32,7 +32,7 @@ impl App {
     /// schemas if missing) and binds the listener.
     pub async fn with_store(config: &Config, store: DynStore) -> anyhow::Result<App> {
         let registry = open_registry(config, store).await?;
-        let router = routes(config, &registry);
+        let router = routes(config, &registry)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -90,14 +90,14 @@ pub async fn open_registry(config: &Config, store: DynStore) -> anyhow::Result<R
     Ok(registry)
 }
 
-/// Every face, merged.
-fn routes(config: &Config, registry: &Registry) -> Router {
-    crate::health::router(registry.store().clone())
+/// Every face, merged. An unusable `[oai]` section (including a crosswalk
+/// stylesheet that is unsafe or does not compile) stops the start.
+fn routes(config: &Config, registry: &Registry) -> anyhow::Result<Router> {
+    let oai = sheaf_oai::router(registry.store().clone(), config.oai.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(crate::health::router(registry.store().clone())
         .merge(sheaf_rest::router(registry.clone(), config.rest.clone()))
-        .merge(sheaf_oai::router(
-            registry.store().clone(),
-            config.oai.clone(),
-        ))
+        .merge(oai))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -136,7 +136,7 @@ async fn serve(store: DynStore) -> (String, tokio::task::JoinHandle<()>) {
         .await
         .expect("bind");
     let url = format!("http://{}/oai", listener.local_addr().expect("addr"));
-    let app = sheaf_oai::router(store, config);
+    let app = sheaf_oai::router(store, config).expect("valid [oai] config");
     let server = tokio::spawn(async move {
         axum::serve(listener, app).await.expect("serve");
     });

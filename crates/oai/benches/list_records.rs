@@ -91,7 +91,8 @@ async fn run() {
             page_size: PAGE,
             ..OaiConfig::default()
         },
-    );
+    )
+    .expect("valid [oai] config");
     let first_query = format!("verb=ListRecords&metadataPrefix={prefix}");
     let mut query = first_query.clone();
     let mut times: Vec<Duration> = Vec::new();

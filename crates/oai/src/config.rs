@@ -2,7 +2,10 @@
 //!
 //! Depends on nothing of ours.
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
+use sheaf_domain::SchemaId;
 
 /// How the `/oai` endpoint describes itself and pages its lists.
 #[derive(Clone, Debug, Deserialize)]
@@ -27,6 +30,26 @@ pub struct OaiConfig {
     /// How long a resumption token stays valid; 0 makes tokens expire at
     /// once (only useful in tests).
     pub token_ttl_hours: u32,
+    /// XSLT crosswalks to `oai_dc` for known formats (`[[oai.crosswalks]]`),
+    /// first match wins; records of other formats are crosswalked from
+    /// their DataCite-style record.
+    pub crosswalks: Vec<CrosswalkConfig>,
+}
+
+/// One `[[oai.crosswalks]]` entry: the records of one schema (by
+/// `schema` id or by XML `namespace`, exactly one of them) are
+/// disseminated as `oai_dc` through an XSLT 1.0 stylesheet.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CrosswalkConfig {
+    /// The schemaId of the records this stylesheet applies to.
+    pub schema: Option<String>,
+    /// The XML namespace of the documents this stylesheet applies to.
+    pub namespace: Option<String>,
+    /// The stylesheet file, relative to the working directory. It must be
+    /// one self-contained file: no DOCTYPE, no `xsl:import`/`xsl:include`,
+    /// no `document()`, no extension elements.
+    pub stylesheet: PathBuf,
 }
 
 impl Default for OaiConfig {
@@ -39,6 +62,7 @@ impl Default for OaiConfig {
             page_size: 500,
             token_secret: None,
             token_ttl_hours: 24,
+            crosswalks: Vec::new(),
         }
     }
 }
@@ -85,6 +109,28 @@ impl OaiConfig {
             return Err(ConfigError(format!(
                 "page_size must be between 1 and {MAX_PAGE_SIZE}"
             )));
+        }
+        for (i, c) in self.crosswalks.iter().enumerate() {
+            let at = format!("crosswalks[{i}]");
+            match (&c.schema, &c.namespace) {
+                (Some(s), None) => {
+                    if SchemaId::parse(s).is_err() {
+                        return Err(ConfigError(format!("{at}.schema {s:?} is not a schemaId")));
+                    }
+                }
+                (None, Some(n)) if !n.trim().is_empty() => {}
+                (None, Some(_)) => {
+                    return Err(ConfigError(format!("{at}.namespace must not be empty")));
+                }
+                _ => {
+                    return Err(ConfigError(format!(
+                        "{at} needs exactly one of schema and namespace"
+                    )));
+                }
+            }
+            if c.stylesheet.as_os_str().is_empty() {
+                return Err(ConfigError(format!("{at}.stylesheet must name a file")));
+            }
         }
         Ok(())
     }
@@ -139,5 +185,24 @@ mod tests {
         assert!(bad(|c| c.admin_email = "root@localhost".into()));
         assert!(bad(|c| c.public_base_url = Some("ftp://x.org".into())));
         assert!(bad(|c| c.page_size = 0));
+        let walk = |schema: Option<&str>, namespace: Option<&str>, file: &str| CrosswalkConfig {
+            schema: schema.map(str::to_owned),
+            namespace: namespace.map(str::to_owned),
+            stylesheet: file.into(),
+        };
+        let with = |w: CrosswalkConfig| OaiConfig {
+            crosswalks: vec![w],
+            ..OaiConfig::default()
+        };
+        assert!(with(walk(Some("book"), None, "a.xsl")).check().is_ok());
+        assert!(with(walk(None, Some("urn:x"), "a.xsl")).check().is_ok());
+        assert!(
+            with(walk(Some("book"), Some("urn:x"), "a.xsl"))
+                .check()
+                .is_err()
+        );
+        assert!(with(walk(None, None, "a.xsl")).check().is_err());
+        assert!(with(walk(Some("bad id!"), None, "a.xsl")).check().is_err());
+        assert!(with(walk(Some("book"), None, "")).check().is_err());
     }
 }

@@ -11,12 +11,33 @@ use serde_json::Value;
 use sheaf_domain::model::RecordVersion;
 
 use crate::xml::{DC_NS, OAI_DC_NS, OAI_DC_SCHEMA, XSI_NS, Xml, element, end, start};
+use crate::xslt::DcField;
 
 /// Identifier values MetaStore uses for "not assigned yet".
 const PLACEHOLDERS: &[&str] = &["(:tba)", "(:unas)", "(:unav)"];
 
 /// Writes `<oai_dc:dc>` for a record.
 pub(crate) fn write(x: &mut Xml, rec: &RecordVersion) -> io::Result<()> {
+    open(x)?;
+    for (name, value) in crosswalk(rec) {
+        element(x, name, &[], &value)?;
+    }
+    end(x, "oai_dc:dc")
+}
+
+/// Writes `<oai_dc:dc>` with the fields an XSLT crosswalk produced.
+pub(crate) fn write_fields(x: &mut Xml, fields: &[DcField]) -> io::Result<()> {
+    open(x)?;
+    for f in fields {
+        match &f.lang {
+            Some(lang) => element(x, &f.name, &[("xml:lang", lang)], &f.value)?,
+            None => element(x, &f.name, &[], &f.value)?,
+        }
+    }
+    end(x, "oai_dc:dc")
+}
+
+fn open(x: &mut Xml) -> io::Result<()> {
     start(
         x,
         "oai_dc:dc",
@@ -29,11 +50,7 @@ pub(crate) fn write(x: &mut Xml, rec: &RecordVersion) -> io::Result<()> {
                 &format!("{OAI_DC_NS} {OAI_DC_SCHEMA}"),
             ),
         ],
-    )?;
-    for (name, value) in crosswalk(rec) {
-        element(x, name, &[], &value)?;
-    }
-    end(x, "oai_dc:dc")
+    )
 }
 
 /// The Dublin Core elements of a record, in a stable order, without

@@ -14,6 +14,7 @@ mod request;
 mod service;
 mod token;
 mod xml;
+mod xslt;
 
 use std::sync::Arc;
 
@@ -26,20 +27,32 @@ use axum::routing::get;
 use sheaf_store::DynStore;
 use tower_http::compression::CompressionLayer;
 
-pub use config::{ConfigError, OaiConfig};
+pub use config::{ConfigError, CrosswalkConfig, OaiConfig};
 
 use service::Oai;
 
 /// The `/oai` routes (GET and POST), with gzip/deflate response compression.
-pub fn router(store: DynStore, config: OaiConfig) -> Router {
-    if let Err(e) = config.check() {
-        tracing::warn!("{e}; OAI-PMH responses may not validate");
-    }
-    let oai = Arc::new(Oai::new(store, config));
-    Router::new()
+///
+/// Fails when the `[oai]` section is unusable (an identifier or address
+/// OAI-PMH forbids, a crosswalk stylesheet that is unsafe or does not
+/// compile): the endpoint is not served with a config whose responses
+/// would not validate.
+pub fn router(store: DynStore, config: OaiConfig) -> Result<Router, ConfigError> {
+    config.check()?;
+    let crosswalks = xslt::Crosswalks::load(&config.crosswalks)?;
+    let oai = Arc::new(Oai::new(store, config, crosswalks));
+    Ok(Router::new()
         .route("/oai", get(get_oai).post(post_oai))
         .with_state(oai)
-        .layer(CompressionLayer::new())
+        .layer(CompressionLayer::new()))
+}
+
+/// Checks an `[oai]` section completely, as the endpoint would at
+/// startup: its values and every crosswalk stylesheet (read, audited and
+/// compiled). For `sheaf config check`.
+pub fn check_config(config: &OaiConfig) -> Result<(), ConfigError> {
+    config.check()?;
+    xslt::Crosswalks::load(&config.crosswalks).map(drop)
 }
 
 async fn get_oai(

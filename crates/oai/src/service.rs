@@ -33,6 +33,7 @@ use crate::token::{ListKind, TokenKey, TokenState};
 use crate::xml::{
     self, OAI_DC_NS, OAI_DC_SCHEMA, Xml, element, end, envelope_end, envelope_start, start,
 };
+use crate::xslt::{Crosswalks, DcField};
 
 /// The name the token key is stored under in the database.
 const TOKEN_KEY_NAME: &str = "oai.resumption-token-key";
@@ -89,11 +90,13 @@ pub(crate) struct Oai {
     page_size: usize,
     key: OnceCell<TokenKey>,
     schemas: Mutex<HashMap<(SchemaId, i64), Arc<SchemaInfo>>>,
+    crosswalks: Crosswalks,
 }
 
 impl Oai {
-    pub(crate) fn new(store: DynStore, config: OaiConfig) -> Self {
+    pub(crate) fn new(store: DynStore, config: OaiConfig, crosswalks: Crosswalks) -> Self {
         Self {
+            crosswalks,
             store,
             page_size: config.page_size.clamp(1, MAX_PAGE_SIZE),
             config,
@@ -224,6 +227,29 @@ impl Oai {
         self.schemas.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The `oai_dc` fields an XSLT crosswalk makes of a live record whose
+    /// document is not Dublin Core; `None` when no stylesheet applies or
+    /// the transform failed (then the DataCite crosswalk is used).
+    async fn xslt_dc(&self, rec: &RecordVersion, info: &SchemaInfo) -> Option<Vec<DcField>> {
+        if rec.deleted || info.is_oai_dc() {
+            return None;
+        }
+        let index = self
+            .crosswalks
+            .find(&rec.schema_id, info.namespace.as_deref())?;
+        match self.crosswalks.apply(index, rec.document.clone()).await {
+            Ok(fields) => Some(fields),
+            Err(e) => {
+                tracing::warn!(
+                    record = %rec.id,
+                    stylesheet = %self.crosswalks.file(index),
+                    "XSLT crosswalk failed, using the DataCite crosswalk: {e}"
+                );
+                None
+            }
+        }
+    }
+
     fn oai_id(&self, id: &RecordId) -> String {
         format!("oai:{}:{id}", self.config.repository_identifier)
     }
@@ -330,16 +356,29 @@ impl Oai {
         let now = Utc::now();
         let rec = self.record_for(identifier).await?;
         let info = self.schema_info(&rec.schema_id, rec.schema_version).await?;
-        if prefix != "oai_dc" && !(info.publishable() && info.prefix == prefix) {
+        let native = prefix != "oai_dc";
+        if native && !(info.publishable() && info.prefix == prefix) {
             return err(
                 Code::CannotDisseminateFormat,
                 format!("the item is not available as {prefix}"),
             );
         }
+        let crossed = if native {
+            None
+        } else {
+            self.xslt_dc(&rec, &info).await
+        };
         let mut x = xml::writer();
         envelope_start(&mut x, now, &ctx.base_url, &req.echo())?;
         start(&mut x, "GetRecord", &[])?;
-        write_record(&mut x, &self.oai_id(&rec.id), &rec, prefix, &info)?;
+        write_record(
+            &mut x,
+            &self.oai_id(&rec.id),
+            &rec,
+            prefix,
+            &info,
+            crossed.as_deref(),
+        )?;
         end(&mut x, "GetRecord")?;
         envelope_end(&mut x)?;
         Ok(xml_response(Body::from(x.into_inner())))
@@ -624,7 +663,19 @@ impl ListBody {
                     .schema_info(&rec.schema_id, rec.schema_version)
                     .await
                     .map_err(io::Error::other)?;
-                write_record(&mut self.x, &oai_id, rec, &self.prefix, &info)
+                let crossed = if self.prefix == "oai_dc" {
+                    self.oai.xslt_dc(rec, &info).await
+                } else {
+                    None
+                };
+                write_record(
+                    &mut self.x,
+                    &oai_id,
+                    rec,
+                    &self.prefix,
+                    &info,
+                    crossed.as_deref(),
+                )
             }
             _ => xml::header(&mut self.x, &oai_id, rec),
         }
@@ -680,13 +731,16 @@ fn resumption(
 }
 
 /// One `<record>`: header, metadata in `prefix` unless deleted, and the
-/// provenance of harvested records.
+/// provenance of harvested records. `crossed` is what an XSLT crosswalk
+/// made of the document, used for `oai_dc` in place of the DataCite
+/// crosswalk.
 fn write_record(
     x: &mut Xml,
     oai_id: &str,
     rec: &RecordVersion,
     prefix: &str,
     info: &SchemaInfo,
+    crossed: Option<&[DcField]>,
 ) -> io::Result<()> {
     start(x, "record", &[])?;
     xml::header(x, oai_id, rec)?;
@@ -707,7 +761,10 @@ fn write_record(
                     return end(x, "record");
                 }
                 start(x, "metadata", &[])?;
-                dc::write(x, rec)?;
+                match crossed {
+                    Some(fields) => dc::write_fields(x, fields)?,
+                    None => dc::write(x, rec)?,
+                }
                 true
             }
         };

@@ -115,7 +115,8 @@ pub struct ChangeQuery {
     pub source_id: Option<SourceId>,
     /// An upstream setSpec as recorded in the version's provenance.
     pub upstream_set: Option<String>,
-    /// Only versions of schemas published under this metadata prefix.
+    /// Only versions of schemas published under this metadata prefix as an
+    /// OAI format (XML with a namespace); other versions never match.
     pub metadata_prefix: Option<String>,
     pub limit: i64,
 }

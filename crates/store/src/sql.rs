@@ -728,8 +728,11 @@ macro_rules! sql_store {
             }
             if let Some(p) = &q.metadata_prefix {
                 qb.push(
+                    // Only versions whose documents are an OAI format: XML
+                    // with a namespace (as the OAI face's GetRecord asks).
                     " AND EXISTS (SELECT 1 FROM schema_versions sp WHERE sp.schema_id = v.schema_id \
-                     AND sp.version = v.schema_version AND sp.metadata_prefix = ",
+                     AND sp.version = v.schema_version AND sp.kind = 'XML' \
+                     AND sp.namespace IS NOT NULL AND sp.namespace <> '' AND sp.metadata_prefix = ",
                 )
                 .push_bind(p.as_str())
                 .push(")");

@@ -39,6 +39,7 @@ pub fn config(page_size: usize) -> OaiConfig {
         page_size,
         token_secret: None,
         token_ttl_hours: 24,
+        crosswalks: Vec::new(),
     }
 }
 
@@ -112,7 +113,7 @@ impl Oai {
     /// A router over `store`.
     pub async fn new(store: DynStore, config: OaiConfig) -> Self {
         Oai {
-            app: sheaf_oai::router(store.clone(), config),
+            app: sheaf_oai::router(store.clone(), config).expect("valid [oai] config"),
             store,
             validator: Arc::new(Validator::new().await),
         }
@@ -121,7 +122,7 @@ impl Oai {
     /// Another router (a restarted or second server), same validation.
     pub fn with_app(&self, store: DynStore, config: OaiConfig) -> Self {
         Oai {
-            app: sheaf_oai::router(store.clone(), config),
+            app: sheaf_oai::router(store.clone(), config).expect("valid [oai] config"),
             store,
             validator: self.validator.clone(),
         }
