@@ -26,7 +26,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use libxml::parser::{Parser, ParserOptions};
+use libxml::parser::Parser;
 use libxml::tree::{Document, Node};
 use quick_xml::XmlVersion;
 use quick_xml::events::Event;
@@ -407,26 +407,12 @@ fn worker(
     }
 }
 
-/// Parser options for stored documents: no network, no DTD loading, no
-/// entity substitution.
-fn safe_options() -> ParserOptions<'static> {
-    ParserOptions {
-        recover: false,
-        no_net: true,
-        huge: false,
-        no_def_dtd: false,
-        no_error: true,
-        no_warning: true,
-        ..Default::default()
-    }
-}
-
 fn transform(
     sheet: &mut libxslt::stylesheet::Stylesheet,
     document: &[u8],
 ) -> Result<Vec<DcField>, String> {
     let doc = Parser::default()
-        .parse_string_with_options(document, safe_options())
+        .parse_string_with_options(document, sheaf_validate::safe_parser_options())
         .map_err(|e| format!("the stored document does not parse: {e}"))?;
     let out = sheet
         .transform(doc, Vec::new())

@@ -42,8 +42,9 @@ const EMPTY_CATALOG: &[u8] = br#"<catalog xmlns="urn:oasis:names:tc:entity:xmlns
 /// Compiled schemas kept per thread before the cache is emptied.
 const THREAD_CACHE_CAPACITY: usize = 256;
 
-/// Parser options for every document and schema Sheaf did not write itself.
-pub(crate) fn safe_options() -> ParserOptions<'static> {
+/// Parser options for every document and schema Sheaf did not write itself:
+/// no network, no DTD loading, no entity substitution, no recovery.
+pub fn safe_options() -> ParserOptions<'static> {
     ParserOptions {
         recover: false,
         no_net: true,
