@@ -10,7 +10,9 @@
 //!    built-in generator: tokio tasks with reqwest, one connection each).
 //!
 //! Run: `cargo bench -p sheaf-rest --bench resource_lookup`. Environment:
-//! `SHEAF_BENCH_RECORDS`, `SHEAF_BENCH_CONNECTIONS` (default 32),
+//! `SHEAF_BENCH_RECORDS`, `SHEAF_BENCH_CONNECTIONS` (default 16; on 2 cores throughput
+//! peaks between 8 and 16 and falls at 32, where wrk and the server's
+//! threads crowd the cores),
 //! `SHEAF_BENCH_SECONDS` (default 20), `SHEAF_BENCH_POSTGRES=1` to use the
 //! server in `SHEAF_TEST_POSTGRES_URL` instead of SQLite. Targets: at least
 //! 20 000 requests/s with p99 under 10 ms on 2 cores, generator included.
@@ -268,7 +270,7 @@ async fn builtin(base: &str, records: u64, connections: u64, seconds: u64) -> Fi
 
 fn main() {
     let records = env_number("SHEAF_BENCH_RECORDS", 1_000_000).max(1);
-    let connections = env_number("SHEAF_BENCH_CONNECTIONS", 32).max(1);
+    let connections = env_number("SHEAF_BENCH_CONNECTIONS", 16).max(1);
     let seconds = env_number("SHEAF_BENCH_SECONDS", 20).max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
