@@ -9,6 +9,11 @@ use sheaf_store::DynStore;
 
 const LIST: &str = "/metastore/api/v2/metadata/";
 
+/// `GET` of the metadata list with `query`, as JSON.
+async fn list(app: &axum::Router, query: &str) -> Reply {
+    get(app, &format!("{LIST}?{query}"), "application/json").await
+}
+
 async fn filtered_and_paged(store: DynStore) {
     let app = app(store);
     create_xsd_schema(&app, "first").await;
@@ -22,7 +27,7 @@ async fn filtered_and_paged(store: DynStore) {
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     }
 
-    let second = get(&app, &format!("{LIST}?schemaId=second"), "application/json").await;
+    let second = list(&app, "schemaId=second").await;
     assert_eq!(second.status, StatusCode::OK);
     assert_eq!(second.header("content-range"), Some("0-2/3"));
     let items = second.json();
@@ -36,44 +41,19 @@ async fn filtered_and_paged(store: DynStore) {
     }
 
     // Pages count from 0: the third page of ten holds the last five.
-    let page = get(
-        &app,
-        &format!("{LIST}?schemaId=first&size=10&page=2"),
-        "application/json",
-    )
-    .await;
+    let page = list(&app, "schemaId=first&size=10&page=2").await;
     assert_eq!(page.header("content-range"), Some("20-24/25"));
     assert_eq!(page.json().as_array().map(Vec::len), Some(5));
-    let middle = get(
-        &app,
-        &format!("{LIST}?schemaId=first&size=10&page=1"),
-        "application/json",
-    )
-    .await;
+    let middle = list(&app, "schemaId=first&size=10&page=1").await;
     assert_eq!(middle.header("content-range"), Some("10-19/25"));
-    let past = get(
-        &app,
-        &format!("{LIST}?schemaId=first&size=10&page=3"),
-        "application/json",
-    )
-    .await;
+    let past = list(&app, "schemaId=first&size=10&page=3").await;
     assert_eq!(past.header("content-range"), Some("*/25"));
     assert_eq!(past.json().as_array().map(Vec::len), Some(0));
 
     // Both schemas at once, and an unknown one.
-    let both = get(
-        &app,
-        &format!("{LIST}?schemaId=first&schemaId=second&size=100"),
-        "application/json",
-    )
-    .await;
+    let both = list(&app, "schemaId=first&schemaId=second&size=100").await;
     assert_eq!(both.header("content-range"), Some("0-27/28"));
-    let none = get(
-        &app,
-        &format!("{LIST}?schemaId=nothing"),
-        "application/json",
-    )
-    .await;
+    let none = list(&app, "schemaId=nothing").await;
     assert_eq!(none.header("content-range"), Some("*/0"));
 }
 
@@ -97,12 +77,7 @@ async fn schema_linked_by_internal_id(store: DynStore) {
         "{}",
         reply.text()
     );
-    let found = get(
-        &app,
-        &format!("{LIST}?resourceId=https%3A%2F%2Fr%2Finternal"),
-        "application/json",
-    )
-    .await;
+    let found = list(&app, "resourceId=https%3A%2F%2Fr%2Finternal").await;
     assert_eq!(found.header("content-range"), Some("0-0/1"));
 }
 

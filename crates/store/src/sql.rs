@@ -250,6 +250,18 @@ macro_rules! sql_store {
             }
         }
 
+        /// Binds `values` as the items of an `IN (` list and closes it.
+        fn push_in_list<'a>(
+            qb: &mut QueryBuilder<$db>,
+            values: impl IntoIterator<Item = &'a str>,
+        ) {
+            let mut sep = qb.separated(", ");
+            for v in values {
+                sep.push_bind(v);
+            }
+            sep.push_unseparated(")");
+        }
+
         fn version_from_row(row: &$row) -> Result<RecordVersion> {
             let id: String = row.try_get("record_id")?;
             let schema_id: String = row.try_get("schema_id")?;
@@ -364,11 +376,7 @@ macro_rules! sql_store {
                     "SELECT {VERSION_COLS} FROM records r JOIN record_versions v \
                      ON v.record_id = r.record_id AND v.version = r.version WHERE r.record_id IN ("
                 ));
-                let mut sep = qb.separated(", ");
-                for id in chunk {
-                    sep.push_bind(id.as_str());
-                }
-                qb.push(")");
+                push_in_list(&mut qb, chunk.iter().map(|id| id.as_str()));
                 for row in qb.build().fetch_all(&mut *conn).await? {
                     let v = version_from_row(&row)?;
                     out.insert(v.id.clone(), v);
@@ -390,11 +398,7 @@ macro_rules! sql_store {
                      ON v.record_id = r.record_id AND v.version = r.version WHERE r.deleted = ",
                 );
                 qb.push_bind(false).push(" AND r.record_id IN (");
-                let mut sep = qb.separated(", ");
-                for id in chunk {
-                    sep.push_bind(id.as_str());
-                }
-                qb.push(")");
+                push_in_list(&mut qb, chunk.iter().map(|id| id.as_str()));
                 for row in qb.build().fetch_all(&mut *conn).await? {
                     let id: String = row.try_get("record_id")?;
                     let id = RecordId::parse(&id)
@@ -521,11 +525,7 @@ macro_rules! sql_store {
             for chunk in stale.chunks(ROWS_PER_STATEMENT) {
                 let mut qb =
                     QueryBuilder::<$db>::new(format!("DELETE FROM {table} WHERE record_id IN ("));
-                let mut sep = qb.separated(", ");
-                for id in chunk {
-                    sep.push_bind(*id);
-                }
-                qb.push(")");
+                push_in_list(&mut qb, chunk.iter().copied());
                 qb.build().execute(&mut *conn).await?;
             }
             Ok(())
@@ -558,11 +558,7 @@ macro_rules! sql_store {
                 let mut qb = QueryBuilder::<$db>::new(
                     "SELECT resource_id, identifier FROM resources WHERE identifier IN (",
                 );
-                let mut sep = qb.separated(", ");
-                for i in chunk {
-                    sep.push_bind(*i);
-                }
-                qb.push(")");
+                push_in_list(&mut qb, chunk.iter().copied());
                 for row in qb.build().fetch_all(&mut *conn).await? {
                     keys.insert(row.try_get("identifier")?, row.try_get("resource_id")?);
                 }
@@ -747,30 +743,19 @@ macro_rules! sql_store {
             }
             if !f.ids.is_empty() {
                 qb.push(" AND r.record_id IN (");
-                let mut sep = qb.separated(", ");
-                for id in &f.ids {
-                    sep.push_bind(id.as_str());
-                }
-                qb.push(")");
+                push_in_list(qb, f.ids.iter().map(|id| id.as_str()));
             }
             if !f.resource_ids.is_empty() {
                 qb.push(
                     " AND r.record_id IN (SELECT rr.record_id FROM record_resources rr \
                      JOIN resources res ON res.resource_id = rr.resource_id WHERE res.identifier IN (",
                 );
-                let mut sep = qb.separated(", ");
-                for id in &f.resource_ids {
-                    sep.push_bind(id.as_str());
-                }
-                qb.push("))");
+                push_in_list(qb, f.resource_ids.iter().map(|id| id.as_str()));
+                qb.push(")");
             }
             if !f.schema_ids.is_empty() {
                 qb.push(" AND r.schema_id IN (");
-                let mut sep = qb.separated(", ");
-                for id in &f.schema_ids {
-                    sep.push_bind(id.as_str());
-                }
-                qb.push(")");
+                push_in_list(qb, f.schema_ids.iter().map(|id| id.as_str()));
             }
             if let Some(s) = &f.source_id {
                 qb.push(" AND r.source_id = ").push_bind(s.as_str());
@@ -795,11 +780,8 @@ macro_rules! sql_store {
                          OR EXISTS (SELECT 1 FROM acl_entries a WHERE a.record_id = r.record_id \
                          AND a.sid IN (",
                     );
-                    let mut sep = qb.separated(", ");
-                    for sid in sids {
-                        sep.push_bind(sid.as_str());
-                    }
-                    qb.push(")))");
+                    push_in_list(qb, sids.iter().map(|sid| sid.as_str()));
+                    qb.push("))");
                 }
             }
         }
