@@ -15,13 +15,13 @@
 //! `xsl:include`, `document()`, `xsl:document`, extension elements and
 //! the namespaces of extension functions that evaluate strings as XPath.
 //! The stylesheet itself is served to libxml2 from the audited bytes by
-//! an input callback, so what is compiled is what was audited.
+//! `sheaf-validate`'s loader (the one input handler Sheaf registers), so
+//! what is compiled is what was audited.
 //!
-//! Depends on `sheaf-domain` and the `[oai]` config only.
+//! Depends on `sheaf-domain`, `sheaf-validate` (loader, parser options)
+//! and the `[oai]` config.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -136,22 +136,13 @@ impl Crosswalks {
             rules.push((m, c.stylesheet.clone()));
             sources.push((url, bytes));
         }
-        // Another handler registered after ours would shadow it; once more
-        // puts ours first again.
-        let jobs = match start_pool(&sources) {
-            Err(PoolError::Shadowed) => start_pool(&sources),
-            other => other,
-        };
-        let jobs = jobs.map_err(|e| match e {
+        let jobs = start_pool(&sources).map_err(|e| match e {
             PoolError::Compile(i) => ConfigError(format!(
                 "crosswalk stylesheet {} does not compile as XSLT 1.0 (libxslt's messages are on stderr)",
                 rules
                     .get(i)
                     .map_or_else(String::new, |(_, p)| p.display().to_string())
             )),
-            PoolError::Shadowed => ConfigError(
-                "crosswalk stylesheets could not be read through libxml2's input handlers".into(),
-            ),
             PoolError::Spawn(e) => ConfigError(format!("cannot start the XSLT threads: {e}")),
         })?;
         Ok(Self {
@@ -323,27 +314,14 @@ fn calls_document(expr: &str) -> bool {
 
 enum PoolError {
     Compile(usize),
-    Shadowed,
     Spawn(std::io::Error),
 }
 
 /// Starts the XSLT threads, each compiling every stylesheet once; returns
 /// once all have compiled them (or one failed).
 fn start_pool(sources: &[(String, Vec<u8>)]) -> Result<mpsc::Sender<Job>, PoolError> {
-    let served = Arc::new(AtomicBool::new(false));
-    let files: Arc<HashMap<String, Vec<u8>>> = Arc::new(sources.iter().cloned().collect());
-    {
-        let files_match = files.clone();
-        let files_open = files.clone();
-        let served = served.clone();
-        libxml::io::register_input_callback(
-            move |url| files_match.contains_key(url),
-            move |url| {
-                served.store(true, Ordering::Relaxed);
-                files_open.get(url).cloned()
-            },
-        );
-    }
+    // The compiler reads exactly the audited bytes, through the one loader.
+    sheaf_validate::serve_documents(sources.iter().cloned());
     let urls: Arc<Vec<String>> = Arc::new(sources.iter().map(|(u, _)| u.clone()).collect());
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -365,7 +343,6 @@ fn start_pool(sources: &[(String, Vec<u8>)]) -> Result<mpsc::Sender<Job>, PoolEr
     for _ in 0..threads {
         match ready_rx.recv() {
             Ok(Ok(())) => {}
-            Ok(Err(_)) if !served.load(Ordering::Relaxed) => return Err(PoolError::Shadowed),
             Ok(Err(i)) => return Err(PoolError::Compile(i)),
             Err(_) => return Err(PoolError::Compile(0)),
         }

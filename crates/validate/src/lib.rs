@@ -19,7 +19,7 @@ mod xsd;
 pub use bundled::{BUNDLED, BundledSchema, OAI_DC_NAMESPACE};
 pub use registry::{Limits, Registry, RegistryError, SchemaRequest, rejection};
 pub use report::{Diagnostic, ValidationError, ValidationReport};
-pub use xsd::safe_options as safe_parser_options;
+pub use xsd::{safe_options as safe_parser_options, serve_documents};
 
 /// Validates `document` against a schema bundled in the binary, by file
 /// name: `OAI-PMH.xsd`, `oai_dc.xsd`, `simpledc20021212.xsd`, `xml.xsd`, or

@@ -24,7 +24,7 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use libxml::parser::{Parser, ParserOptions, XmlParseFailure};
 use libxml::schemas::{SchemaParserContext, SchemaValidationContext};
@@ -299,8 +299,26 @@ fn install_loader() {
     });
 }
 
-/// Serves `url` from the current compilation's resources; anything else is
-/// refused with an empty document. Must not panic (called from C).
+/// Documents other parts of Sheaf have audited and let libxml2 read by
+/// URL from any thread (the crosswalk stylesheets), through the one loader.
+static SHARED: OnceLock<RwLock<HashMap<String, Vec<u8>>>> = OnceLock::new();
+
+/// Lets libxml2 read each `(url, bytes)` — and nothing more — through
+/// Sheaf's deny-by-default loader, on every thread, for the rest of the
+/// process. The loader is the only input handler Sheaf registers, so no
+/// caller can shadow another.
+pub fn serve_documents(documents: impl IntoIterator<Item = (String, Vec<u8>)>) {
+    install_loader();
+    SHARED
+        .get_or_init(Default::default)
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(documents);
+}
+
+/// Serves `url` from the current compilation's resources or the shared
+/// documents; anything else is refused with an empty document. Must not
+/// panic (called from C).
 fn serve(url: &str) -> Vec<u8> {
     let found = RESOURCES
         .try_with(|r| {
@@ -309,7 +327,12 @@ fn serve(url: &str) -> Vec<u8> {
                 .and_then(|r| r.as_ref().and_then(|m| m.get(url).cloned()))
         })
         .ok()
-        .flatten();
+        .flatten()
+        .or_else(|| {
+            SHARED
+                .get()
+                .and_then(|m| m.read().ok().and_then(|m| m.get(url).cloned()))
+        });
     match found {
         Some(bytes) => bytes,
         // libxml2 reads the system catalog on first use of its loader; an
