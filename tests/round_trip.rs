@@ -373,10 +373,7 @@ async fn round_trip(a_db: TestDb, b_db: TestDb) {
 
     // A full re-harvest finds every live record unchanged and writes
     // nothing; each upstream deletion still counts as one.
-    let full = RunOptions {
-        full: true,
-        ..RunOptions::default()
-    };
+    let full = RunOptions::full();
     let fourth = harvest(&registry, &cfg, &full, &stop, &NoProgress)
         .await
         .expect("full harvest");

@@ -222,10 +222,7 @@ async fn run() {
     report("first harvest ", &first, first_secs);
 
     let t = Instant::now();
-    let full = RunOptions {
-        full: true,
-        ..RunOptions::default()
-    };
+    let full = RunOptions::full();
     let second = harvest(&registry, &cfg, &full, &stop, &NoProgress)
         .await
         .expect("second harvest");

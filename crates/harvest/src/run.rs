@@ -81,6 +81,15 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
+    /// A full harvest (`sheaf harvest --full`): everything, whatever the
+    /// previous runs did.
+    pub fn full() -> Self {
+        Self {
+            full: true,
+            ..Self::default()
+        }
+    }
+
     /// Whether the caller fixed the range (then no earlier run is continued).
     fn explicit(&self) -> bool {
         self.full || self.from.is_some() || self.until.is_some()

@@ -260,11 +260,7 @@ async fn shutdown_commits_and_the_next_daemon_continues(store: DynStore) {
     assert_eq!(second.status, RunStatus::Succeeded);
     assert_eq!(second.counts.created, 150);
     assert_eq!(second.response_date, run.response_date);
-    let lists: Vec<String> = p
-        .log()
-        .into_iter()
-        .filter(|q| q.contains("verb=List"))
-        .collect();
+    let lists = p.list_log();
     assert!(lists[0].contains("resumptionToken"), "{lists:?}");
     assert_eq!(created(&store, &cfg.id).await, 200);
     b.stop().await;

@@ -187,16 +187,7 @@ async fn registers_versions_tombstones_and_rejections(store: DynStore) {
     );
 
     // Unchanged re-harvest: nothing written.
-    let second = run(
-        &reg,
-        &cfg,
-        RunOptions {
-            full: true,
-            ..RunOptions::default()
-        },
-    )
-    .await
-    .expect("second");
+    let second = run(&reg, &cfg, RunOptions::full()).await.expect("second");
     let c = second.counts;
     assert_eq!(
         (c.seen, c.created, c.updated, c.unchanged),
@@ -411,11 +402,7 @@ async fn interrupted_and_failed_runs_are_continued(store: DynStore) {
     assert_ne!(second.id, first.id);
     assert_eq!(second.response_date, first.response_date);
     assert_eq!(second.counts.created, 1000 - done);
-    let lists: Vec<String> = p
-        .log()
-        .into_iter()
-        .filter(|q| q.contains("verb=List"))
-        .collect();
+    let lists = p.list_log();
     assert!(lists[0].contains("resumptionToken"), "{lists:?}");
 
     // A provider outage fails the run; the next one continues from it.
@@ -429,11 +416,7 @@ async fn interrupted_and_failed_runs_are_continued(store: DynStore) {
     p.script(|s| s.fail_from = None);
     p.clear_log();
     run_ok(&reg, &cfg).await;
-    let lists: Vec<String> = p
-        .log()
-        .into_iter()
-        .filter(|q| q.contains("verb=List"))
-        .collect();
+    let lists = p.list_log();
     assert_eq!(lists.len(), 8, "pages 3..10: {lists:?}");
     assert!(lists[0].contains("resumptionToken"), "{lists:?}");
     let total = sum_counts(&store, "outage").await;
@@ -441,16 +424,7 @@ async fn interrupted_and_failed_runs_are_continued(store: DynStore) {
 
     // Explicit bounds start afresh instead.
     p.clear_log();
-    let r = run(
-        &reg,
-        &cfg,
-        RunOptions {
-            full: true,
-            ..RunOptions::default()
-        },
-    )
-    .await
-    .expect("full");
+    let r = run(&reg, &cfg, RunOptions::full()).await.expect("full");
     assert_eq!(r.counts.unchanged, 1000);
 }
 
@@ -537,13 +511,11 @@ async fn exactly_once_when_killed_anywhere(store: DynStore) {
             cfg
         }
     };
-    let full = || RunOptions {
-        full: true,
-        ..RunOptions::default()
-    };
 
     let clean_cfg = prepare("clean".into()).await;
-    let clean = run(&reg, &clean_cfg, full()).await.expect("clean");
+    let clean = run(&reg, &clean_cfg, RunOptions::full())
+        .await
+        .expect("clean");
     let reference = snapshot(&store, "clean").await;
     assert_eq!(reference.0.len(), 230);
     assert_eq!(reference.1.len(), 2);
@@ -581,7 +553,7 @@ async fn exactly_once_when_killed_anywhere(store: DynStore) {
         p.hold(k);
         let task = {
             let (reg, cfg) = (reg.clone(), cfg.clone());
-            tokio::spawn(async move { run(&reg, &cfg, full()).await })
+            tokio::spawn(async move { run(&reg, &cfg, RunOptions::full()).await })
         };
         p.wait_held().await;
         task.abort();
@@ -608,7 +580,7 @@ async fn exactly_once_when_killed_anywhere(store: DynStore) {
         let served = p.served();
         let task = {
             let (reg, cfg) = (reg.clone(), cfg.clone());
-            tokio::spawn(async move { run(&reg, &cfg, full()).await })
+            tokio::spawn(async move { run(&reg, &cfg, RunOptions::full()).await })
         };
         p.wait_served(served + k).await;
         for _ in 0..spins {
@@ -625,7 +597,9 @@ async fn exactly_once_when_killed_anywhere(store: DynStore) {
     let cfg = prepare(name.clone()).await;
     let base = p.list_requests();
     p.script(|s| s.cut_at = Some(base + 3));
-    let e = run(&reg, &cfg, full()).await.expect_err("cut page");
+    let e = run(&reg, &cfg, RunOptions::full())
+        .await
+        .expect_err("cut page");
     assert!(!e.to_string().is_empty());
     run_ok(&reg, &cfg).await;
     check(name, clean, true).await;

@@ -199,6 +199,15 @@ impl Provider {
         self.st.log.lock().expect("lock").clone()
     }
 
+    /// The queries of the list requests (`ListRecords`, `ListIdentifiers`)
+    /// so far, in order.
+    pub fn list_log(&self) -> Vec<String> {
+        self.log()
+            .into_iter()
+            .filter(|q| q.contains("verb=List"))
+            .collect()
+    }
+
     /// Forgets the request log.
     pub fn clear_log(&self) {
         self.st.log.lock().expect("lock").clear();
