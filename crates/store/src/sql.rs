@@ -1312,7 +1312,7 @@ macro_rules! sql_store {
                 // hashes of the records put, which settle every unchanged
                 // record without reading it, then the full current version of
                 // the rest.
-                let mut items: Vec<(PageItem, Option<ContentHash>)> = items
+                let items: Vec<(PageItem, Option<ContentHash>)> = items
                     .into_iter()
                     .map(|item| match item {
                         PageItem::Put(w) => {
@@ -1352,7 +1352,7 @@ macro_rules! sql_store {
                 let mut new: Vec<RecordVersion> = Vec::new();
                 let mut rejections = Vec::new();
                 let mut counts = RunCounts::default();
-                for (item, hash) in items.drain(..) {
+                for (item, hash) in items {
                     counts.seen += 1;
                     let outcome = match (item, hash) {
                         (PageItem::Put(w), hash) => {
