@@ -368,11 +368,44 @@ pub struct HarvestRun {
 /// One item of a harvested page, committed together with the checkpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PageItem {
-    Put(RecordWrite),
+    /// A write; it makes a new version unless its content hash
+    /// ([`RecordWrite::content_hash`]) equals the live version's.
+    /// `input` is the harvester's key of what the write was derived from
+    /// (source, schema, resource rule, OAI identifier, document), kept
+    /// with the version so that the next harvest can recognise an
+    /// unchanged record before deriving anything from it (see `Keep`).
+    Put {
+        write: RecordWrite,
+        input: Option<ContentHash>,
+    },
+    /// A record the harvester found unchanged by its input key (the live
+    /// version's `input`), and so did not prepare. It counts as
+    /// `unchanged`; if the record's live version no longer has that key
+    /// when the page commits, the whole page is refused as stale (nothing
+    /// is written) and the harvester prepares the record after all.
+    Keep {
+        id: RecordId,
+        input: ContentHash,
+    },
     /// An upstream `status="deleted"` header.
     Delete {
         id: RecordId,
         provenance: Option<Provenance>,
     },
     Reject(NewRejection),
+}
+
+impl PageItem {
+    /// A write without an input key.
+    pub fn put(write: RecordWrite) -> Self {
+        PageItem::Put { write, input: None }
+    }
+}
+
+/// The hashes of a record's live (not deleted) version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveHashes {
+    pub content: ContentHash,
+    /// The input key it was harvested with, if any.
+    pub input: Option<ContentHash>,
 }

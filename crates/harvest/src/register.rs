@@ -17,14 +17,14 @@
 //! longer than 512 characters is cut and suffixed with `~` and the SHA-256
 //! of the whole identifier, which keeps it stable and unique.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sheaf_domain::model::{NewRejection, PageItem, Provenance, RecordWrite, SchemaVersion};
 use sheaf_domain::{ContentHash, RecordId, SourceId};
 use sheaf_store::{DynStore, StoreError};
-use sheaf_validate::{Registry, RegistryError};
+use sheaf_validate::{Registry, RegistryError, Validator};
 
 use crate::config::{ResourceIdRule, SourceConfig};
 use crate::describe::datacite_record;
@@ -86,6 +86,12 @@ pub fn record_id(source: &SourceId, oai_identifier: &str) -> Option<RecordId> {
     RecordId::parse(id).ok()
 }
 
+/// How Sheaf reads records into versions: bump it whenever
+/// [`datacite_record`], the resource rules or the document extraction
+/// change what a record becomes, so that input keys made by an older
+/// reading no longer match and every record is prepared afresh.
+const READING: &str = "sheaf-harvest-reading/1";
+
 /// Registers the pages of one source: the schema, resource rule and
 /// provenance fixed for a run.
 #[derive(Clone)]
@@ -99,6 +105,9 @@ struct Inner {
     base_url: String,
     schema: SchemaVersion,
     rule: Rule,
+    /// Everything besides the record itself that its version is derived
+    /// from (see [`Inner::input_key`]).
+    reading: ContentHash,
 }
 
 enum Rule {
@@ -106,11 +115,30 @@ enum Rule {
     Path(ResourcePath),
 }
 
-/// What one record becomes before validation.
-enum Prepared {
+/// A registered page: its items in page order, and the records behind
+/// its `Keep` items (in the same order), in case the store finds one of
+/// them changed and they must be prepared after all.
+pub struct RegisteredPage {
+    pub items: Vec<PageItem>,
+    kept: Vec<ParsedRecord>,
+}
+
+impl RegisteredPage {
+    /// Whether the page holds `Keep` items (and so may be refused as stale).
+    pub fn has_kept(&self) -> bool {
+        !self.kept.is_empty()
+    }
+}
+
+/// A record after the first, cheap look: settled without preparing it,
+/// or waiting for its input key to be compared with the stored one.
+enum Triaged {
     Ready(PageItem),
-    /// A write whose document still has to pass validation.
-    Candidate(RecordWrite),
+    Pending {
+        id: RecordId,
+        input: ContentHash,
+        record: ParsedRecord,
+    },
 }
 
 impl Registrar {
@@ -125,13 +153,35 @@ impl Registrar {
                 ResourcePath::compile(expr, &config.namespaces).map_err(RegisterError::Rule)?,
             ),
         };
+        let rule_text = match &config.resource_id {
+            ResourceIdRule::OaiIdentifier => String::new(),
+            ResourceIdRule::XPath(expr) => expr.clone(),
+        };
+        let namespaces: Vec<String> = config
+            .namespaces
+            .iter()
+            .map(|(prefix, uri)| format!("{prefix}={uri}"))
+            .collect();
+        let base_url = config.base_url.to_string();
+        let schema_version = schema.version.to_string();
+        let reading = ContentHash::of_parts([
+            READING.as_bytes(),
+            config.id.as_str().as_bytes(),
+            base_url.as_bytes(),
+            schema.schema_id.as_str().as_bytes(),
+            schema_version.as_bytes(),
+            schema.content_hash.as_str().as_bytes(),
+            rule_text.as_bytes(),
+            namespaces.join("\n").as_bytes(),
+        ]);
         Ok(Registrar {
             inner: Arc::new(Inner {
                 registry: registry.clone(),
                 source: config.id.clone(),
-                base_url: config.base_url.to_string(),
+                base_url,
                 schema,
                 rule,
+                reading,
             }),
         })
     }
@@ -143,117 +193,159 @@ impl Registrar {
 
     /// Turns a page's records into page items, in page order.
     ///
-    /// Documents identical (same content hash) to a record's current
-    /// version were validated against this very schema version when that
-    /// version was written, so they skip validation: an unchanged
-    /// re-harvest costs one lookup per page instead of a validation per
-    /// record.
+    /// A record whose input key (its document, OAI identifier and this
+    /// registrar's reading) equals the one its live version was written
+    /// with is kept as it is, without deriving its fields, resources or
+    /// validating it: an unchanged re-harvest costs a hash and one lookup
+    /// per page. The others are prepared and validated, spread over the
+    /// blocking threads so that a page uses every core.
     pub async fn register_page(
         &self,
         records: Vec<ParsedRecord>,
         harvest_time: DateTime<Utc>,
+    ) -> Result<RegisteredPage, RegisterError> {
+        if records.is_empty() {
+            return Ok(RegisteredPage {
+                items: Vec::new(),
+                kept: Vec::new(),
+            });
+        }
+        let inner = Arc::clone(&self.inner);
+        let triaged: Vec<Triaged> = on_cores(records, move |r| inner.triage(r, harvest_time))
+            .await?
+            .into_iter()
+            .collect();
+
+        let mut mentions: HashMap<&RecordId, usize> = HashMap::new();
+        for t in &triaged {
+            if let Triaged::Pending { id, .. } = t {
+                *mentions.entry(id).or_default() += 1;
+            }
+        }
+        let ids: Vec<RecordId> = mentions.keys().map(|&id| id.clone()).collect();
+        let live = self.inner.registry.store().live_hashes(&ids).await?;
+        // A record mentioned twice in the page is always prepared: its
+        // first mention may change it.
+        let once: HashSet<RecordId> = mentions
+            .into_iter()
+            .filter(|(_, n)| *n == 1)
+            .map(|(id, _)| id.clone())
+            .collect();
+
+        let mut items: Vec<Option<PageItem>> = Vec::with_capacity(triaged.len());
+        let mut kept = Vec::new();
+        let mut to_prepare = Vec::new();
+        for t in triaged {
+            match t {
+                Triaged::Ready(item) => items.push(Some(item)),
+                Triaged::Pending { id, input, record } => {
+                    if once.contains(&id)
+                        && live.get(&id).and_then(|l| l.input.as_ref()) == Some(&input)
+                    {
+                        items.push(Some(PageItem::Keep { id, input }));
+                        kept.push(record);
+                    } else {
+                        to_prepare.push((items.len(), id, input, record));
+                        items.push(None);
+                    }
+                }
+            }
+        }
+        for (at, item) in self.prepare_all(to_prepare, harvest_time).await? {
+            items[at] = Some(item);
+        }
+        Ok(RegisteredPage {
+            items: items.into_iter().flatten().collect(),
+            kept,
+        })
+    }
+
+    /// The page with every `Keep` item prepared after all (the store
+    /// found a kept record changed since the page was registered).
+    pub async fn expand(
+        &self,
+        page: RegisteredPage,
+        harvest_time: DateTime<Utc>,
     ) -> Result<Vec<PageItem>, RegisterError> {
+        let mut kept = page.kept.into_iter();
+        let mut items: Vec<Option<PageItem>> = Vec::with_capacity(page.items.len());
+        let mut to_prepare = Vec::new();
+        for item in page.items {
+            match item {
+                PageItem::Keep { id, input } => {
+                    let record = kept.next().ok_or_else(|| {
+                        RegisterError::Validator(RegistryError::Internal(
+                            "a kept record went missing".into(),
+                        ))
+                    })?;
+                    to_prepare.push((items.len(), id, input, record));
+                    items.push(None);
+                }
+                other => items.push(Some(other)),
+            }
+        }
+        for (at, item) in self.prepare_all(to_prepare, harvest_time).await? {
+            items[at] = Some(item);
+        }
+        Ok(items.into_iter().flatten().collect())
+    }
+
+    /// Prepares and validates records on the blocking threads; each result
+    /// comes back with the index it was given.
+    async fn prepare_all(
+        &self,
+        records: Vec<(usize, RecordId, ContentHash, ParsedRecord)>,
+        harvest_time: DateTime<Utc>,
+    ) -> Result<Vec<(usize, PageItem)>, RegisterError> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
+        let validator = self
+            .inner
+            .registry
+            .validator(&self.inner.schema)
+            .await
+            .map_err(RegisterError::Validator)?;
         let inner = Arc::clone(&self.inner);
-        let prepared = tokio::task::spawn_blocking(move || {
-            records
-                .into_iter()
-                .map(|r| inner.prepare(r, harvest_time))
-                .collect::<Vec<_>>()
+        on_cores(records, move |(at, id, input, record)| {
+            (
+                at,
+                inner.prepare(id, input, record, harvest_time, &validator),
+            )
         })
         .await
-        .map_err(|e| RegisterError::Validator(RegistryError::Internal(e.to_string())))?;
-
-        let known = self.current_hashes(&prepared).await?;
-        let mut to_validate: Vec<usize> = Vec::new();
-        for (i, p) in prepared.iter().enumerate() {
-            if let Prepared::Candidate(w) = p
-                && known.get(&w.id) != Some(&w.content_hash())
-            {
-                to_validate.push(i);
-            }
-        }
-        let verdicts = self.validate(&prepared, &to_validate).await?;
-        let mut verdicts = to_validate.into_iter().zip(verdicts).peekable();
-
-        let mut items = Vec::with_capacity(prepared.len());
-        for (i, p) in prepared.into_iter().enumerate() {
-            let verdict = match verdicts.peek() {
-                Some((j, _)) if *j == i => verdicts.next().map(|(_, v)| v),
-                _ => None,
-            };
-            items.push(match (p, verdict) {
-                (Prepared::Ready(item), _) => item,
-                (Prepared::Candidate(w), None | Some(Ok(()))) => PageItem::Put(w),
-                (Prepared::Candidate(w), Some(Err(e))) => {
-                    let identifier = w.provenance.as_ref().map(|p| p.oai_identifier.clone());
-                    PageItem::Reject(self.inner.rejection(identifier, w.document, &e))
-                }
-            });
-        }
-        Ok(items)
     }
+}
 
-    /// The current content hash of every candidate's record, in one query.
-    async fn current_hashes(
-        &self,
-        prepared: &[Prepared],
-    ) -> Result<HashMap<RecordId, ContentHash>, RegisterError> {
-        let ids: Vec<RecordId> = prepared
-            .iter()
-            .filter_map(|p| match p {
-                Prepared::Candidate(w) => Some(w.id.clone()),
-                Prepared::Ready(_) => None,
-            })
-            .collect();
-        let store: &DynStore = self.inner.registry.store();
-        Ok(store.live_hashes(&ids).await?)
+/// Maps `items` in order on the blocking threads, in as many chunks as
+/// there are cores (small batches stay on one thread).
+async fn on_cores<T, U, F>(items: Vec<T>, f: F) -> Result<Vec<U>, RegisterError>
+where
+    T: Send + 'static,
+    U: Send + 'static,
+    F: Fn(T) -> U + Send + Sync + 'static,
+{
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = items.len().div_ceil(cores).max(32);
+    let f = Arc::new(f);
+    let mut tasks = Vec::new();
+    let mut rest = items;
+    while !rest.is_empty() {
+        let tail = rest.split_off(chunk.min(rest.len()));
+        let batch = std::mem::replace(&mut rest, tail);
+        let f = Arc::clone(&f);
+        tasks.push(tokio::task::spawn_blocking(move || {
+            batch.into_iter().map(|t| f(t)).collect::<Vec<U>>()
+        }));
     }
-
-    /// Validates the candidates at `indices`, split over the blocking
-    /// threads so a page uses every core; one verdict per index, in order.
-    async fn validate(
-        &self,
-        prepared: &[Prepared],
-        indices: &[usize],
-    ) -> Result<Vec<Result<(), RegistryError>>, RegisterError> {
-        if indices.is_empty() {
-            return Ok(Vec::new());
-        }
-        let docs: Vec<Vec<u8>> = indices
-            .iter()
-            .filter_map(|&i| match &prepared[i] {
-                Prepared::Candidate(w) => Some(w.document.clone()),
-                Prepared::Ready(_) => None,
-            })
-            .collect();
-        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
-        // Small pages are not worth a second thread.
-        let chunk = docs.len().div_ceil(parallel).max(64);
-        let mut chunks = Vec::new();
-        let mut rest = docs;
-        while rest.len() > chunk {
-            let tail = rest.split_off(chunk);
-            chunks.push(rest);
-            rest = tail;
-        }
-        chunks.push(rest);
-        let registry = &self.inner.registry;
-        let schema = &self.inner.schema;
-        let results = futures_util::future::join_all(
-            chunks
-                .into_iter()
-                .map(|c| registry.validate_many(schema, c)),
-        )
-        .await;
-        let mut verdicts = Vec::with_capacity(indices.len());
-        for r in results {
-            verdicts.extend(r.map_err(RegisterError::Validator)?);
-        }
-        Ok(verdicts)
+    let mut out = Vec::new();
+    for task in tasks {
+        out.extend(
+            task.await
+                .map_err(|e| RegisterError::Validator(RegistryError::Internal(e.to_string())))?,
+        );
     }
+    Ok(out)
 }
 
 impl Inner {
@@ -268,47 +360,87 @@ impl Inner {
         }
     }
 
-    fn prepare(&self, record: ParsedRecord, harvest_time: DateTime<Utc>) -> Prepared {
+    /// The input key of a record's document: equal keys mean equal
+    /// versions, since everything else a version is derived from is in
+    /// `reading`.
+    fn input_key(&self, identifier: &str, document: &[u8]) -> ContentHash {
+        ContentHash::of_parts([
+            self.reading.as_str().as_bytes(),
+            identifier.as_bytes(),
+            document,
+        ])
+    }
+
+    /// The cheap first look at a record: its id, a tombstone or a
+    /// rejection for a header or metadata that cannot be stored, else its
+    /// input key.
+    fn triage(&self, record: ParsedRecord, harvest_time: DateTime<Utc>) -> Triaged {
         let identifier = record.header.identifier.clone();
         let Some(id) = record_id(&self.source, &identifier) else {
-            return Prepared::Ready(PageItem::Reject(self.reject(
+            return Triaged::Ready(PageItem::Reject(self.reject(
                 Some(identifier.clone()),
                 record.raw.clone(),
                 format!("record has no usable OAI identifier ({identifier:?})"),
             )));
         };
-        let provenance = self.provenance(&record, harvest_time);
         if record.header.deleted {
-            return Prepared::Ready(PageItem::Delete {
+            return Triaged::Ready(PageItem::Delete {
                 id,
-                provenance: Some(provenance),
+                provenance: Some(self.provenance(&record, harvest_time)),
             });
         }
-        let document = match record.metadata {
-            Ok(Some(doc)) => doc,
+        let input = match &record.metadata {
+            Ok(Some(doc)) => self.input_key(&identifier, doc),
             Ok(None) => {
-                return Prepared::Ready(PageItem::Reject(self.reject(
+                return Triaged::Ready(PageItem::Reject(self.reject(
                     Some(identifier),
                     record.raw,
                     "record is not deleted but has no metadata".to_owned(),
                 )));
             }
             Err(reason) => {
-                return Prepared::Ready(PageItem::Reject(self.reject(
+                let message = format!("malformed record: {reason}");
+                return Triaged::Ready(PageItem::Reject(self.reject(
                     Some(identifier),
                     record.raw,
-                    format!("malformed record: {reason}"),
+                    message,
                 )));
+            }
+        };
+        Triaged::Pending { id, input, record }
+    }
+
+    /// Derives a record's version (fields, resources, provenance) and
+    /// validates its document: a put, or a rejection with the reason.
+    fn prepare(
+        &self,
+        id: RecordId,
+        input: ContentHash,
+        record: ParsedRecord,
+        harvest_time: DateTime<Utc>,
+        validator: &Validator,
+    ) -> PageItem {
+        let identifier = record.header.identifier.clone();
+        let provenance = self.provenance(&record, harvest_time);
+        let document = match record.metadata {
+            Ok(Some(doc)) => doc,
+            // Triage let only records with metadata through.
+            Ok(None) | Err(_) => {
+                return PageItem::Reject(self.reject(
+                    Some(identifier),
+                    record.raw,
+                    "record is not deleted but has no metadata".to_owned(),
+                ));
             }
         };
         let fields = match datacite_record(&document, &identifier) {
             Ok(f) => f,
             Err(reason) => {
-                return Prepared::Ready(PageItem::Reject(self.reject(
+                return PageItem::Reject(self.reject(
                     Some(identifier),
                     record.raw,
                     format!("malformed metadata: {reason}"),
-                )));
+                ));
             }
         };
         let resources = match &self.rule {
@@ -320,25 +452,33 @@ impl Inner {
                 // than leave it unreachable by resourceId.
                 Ok(_) => vec![identifier.clone()],
                 Err(reason) => {
-                    return Prepared::Ready(PageItem::Reject(self.reject(
+                    return PageItem::Reject(self.reject(
                         Some(identifier),
                         record.raw,
                         format!("malformed metadata: {reason}"),
-                    )));
+                    ));
                 }
             },
         };
-        Prepared::Candidate(RecordWrite {
-            id,
-            schema_id: self.schema.schema_id.clone(),
-            schema_version: self.schema.version,
-            document,
-            record: fields,
-            resources,
-            acl: Vec::new(),
-            source_id: Some(self.source.clone()),
-            provenance: Some(provenance),
-        })
+        if let Err(e) = validator.validate(&document) {
+            // The standalone document that was validated is kept, so the
+            // validator's line numbers point into it.
+            return PageItem::Reject(self.reject(Some(identifier), document, e.to_string()));
+        }
+        PageItem::Put {
+            write: RecordWrite {
+                id,
+                schema_id: self.schema.schema_id.clone(),
+                schema_version: self.schema.version,
+                document,
+                record: fields,
+                resources,
+                acl: Vec::new(),
+                source_id: Some(self.source.clone()),
+                provenance: Some(provenance),
+            },
+            input: Some(input),
+        }
     }
 
     fn reject(
@@ -357,17 +497,6 @@ impl Inner {
             message,
             document,
         }
-    }
-
-    /// A validation failure keeps the standalone document that was
-    /// validated, so the validator's line numbers point into it.
-    fn rejection(
-        &self,
-        identifier: Option<String>,
-        document: Vec<u8>,
-        error: &RegistryError,
-    ) -> NewRejection {
-        self.reject(identifier, document, error.to_string())
     }
 }
 

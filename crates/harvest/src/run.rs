@@ -41,7 +41,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::Value;
 use sheaf_domain::SourceId;
-use sheaf_domain::model::{HarvestRun, PageItem, RunCounts, RunStatus, Source};
+use sheaf_domain::model::{HarvestRun, RunCounts, RunStatus, Source};
 use sheaf_store::{DynStore, StoreError};
 use sheaf_validate::Registry;
 use tokio::sync::mpsc;
@@ -53,7 +53,7 @@ use crate::config::{ListMethod, SourceConfig};
 use crate::guard::{LoopError, TokenLoopGuard};
 use crate::parse::{Identify, ParsedRecord};
 use crate::plan::{Checkpoint, PlanError, Span, incremental_from};
-use crate::register::{RegisterError, Registrar};
+use crate::register::{RegisterError, RegisteredPage, Registrar};
 
 /// How often one chain may be restarted after badResumptionToken before
 /// the run gives up.
@@ -586,7 +586,7 @@ struct Fetched {
 
 /// A registered page, ready to commit.
 struct Registered {
-    items: Vec<PageItem>,
+    page: RegisteredPage,
     response_date: Option<String>,
     next: Checkpoint,
     complete_list_size: Option<u64>,
@@ -634,8 +634,8 @@ impl Walk<'_> {
                     Ok(f) => registrar
                         .register_page(f.records, Utc::now())
                         .await
-                        .map(|items| Registered {
-                            items,
+                        .map(|page| Registered {
+                            page,
                             response_date: f.response_date,
                             next: f.next,
                             complete_list_size: f.complete_list_size,
@@ -680,15 +680,9 @@ impl Walk<'_> {
             {
                 return Err(self.lease_lost());
             }
-            let page_items = page.items.len();
+            let page_items = page.page.items.len();
             let counts = self
-                .store
-                .commit_page(
-                    self.run_id,
-                    page.items,
-                    Some(page.next.to_json()),
-                    page.response_date.or_else(|| self.fallback_date.clone()),
-                )
+                .commit(page.page, page.next.to_json(), page.response_date)
                 .await?;
             totals.add(&counts);
             if page.chain_start {
@@ -709,6 +703,46 @@ impl Walk<'_> {
             if page.next.done {
                 return Ok(Ended::Done);
             }
+        }
+    }
+
+    /// Commits a registered page with its checkpoint. A page the store
+    /// refuses as stale (a record kept as unchanged changed meanwhile) is
+    /// prepared in full and committed again.
+    async fn commit(
+        &self,
+        page: RegisteredPage,
+        checkpoint: Value,
+        response_date: Option<String>,
+    ) -> Result<RunCounts, HarvestError> {
+        let response_date = response_date.or_else(|| self.fallback_date.clone());
+        if !page.has_kept() {
+            return Ok(self
+                .store
+                .commit_page(self.run_id, page.items, Some(checkpoint), response_date)
+                .await?);
+        }
+        // Keep items are small; the page is kept for the stale case.
+        let items = page.items.clone();
+        match self
+            .store
+            .commit_page(
+                self.run_id,
+                items,
+                Some(checkpoint.clone()),
+                response_date.clone(),
+            )
+            .await
+        {
+            Err(StoreError::Stale(why)) => {
+                tracing::info!(source = %self.config.id, %why, "page changed while registering; preparing it in full");
+                let items = self.registrar.expand(page, Utc::now()).await?;
+                Ok(self
+                    .store
+                    .commit_page(self.run_id, items, Some(checkpoint), response_date)
+                    .await?)
+            }
+            other => Ok(other?),
         }
     }
 

@@ -254,7 +254,7 @@ async fn load(store: &DynStore, records: usize) {
     while i < records {
         let n = BATCH.min(records - i);
         let items = (i..i + n)
-            .map(|k| PageItem::Put(record(k, &schema, &source)))
+            .map(|k| PageItem::put(record(k, &schema, &source)))
             .collect();
         store
             .commit_page(run.id, items, None, None)

@@ -79,7 +79,7 @@ async fn load(store: &DynStore, registry: &Registry, records: u64) {
         let end = (i + PAGE as u64).min(records);
         let items: Vec<PageItem> = (i..end)
             .map(|n| {
-                PageItem::Put(RecordWrite {
+                PageItem::put(RecordWrite {
                     id: RecordId::parse(format!("bench:oai:repo:{n}")).expect("id"),
                     schema_id: SchemaId::parse("bench").expect("schema id"),
                     schema_version: 1,

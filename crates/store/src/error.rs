@@ -7,6 +7,10 @@ pub enum StoreError {
     /// when it should not, or vice versa).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A page's `Keep` item names a record that changed since the
+    /// harvester looked; the page was not written.
+    #[error("stale page: {0}")]
+    Stale(String),
     #[error("not found: {0}")]
     NotFound(String),
     /// A stored value cannot be read back (a bug or a tampered database).

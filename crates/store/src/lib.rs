@@ -34,10 +34,10 @@ use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 use serde_json::Value;
 use sheaf_domain::model::{
-    AclEntry, Expect, HarvestRun, NewRejection, NewSchema, PageItem, Provenance, RecordVersion,
-    Rejection, RunCounts, RunStatus, SchemaVersion, Source, WriteOutcome,
+    AclEntry, Expect, HarvestRun, LiveHashes, NewRejection, NewSchema, PageItem, Provenance,
+    RecordVersion, Rejection, RunCounts, RunStatus, SchemaVersion, Source, WriteOutcome,
 };
-use sheaf_domain::{ContentHash, RecordId, SchemaId, SourceId};
+use sheaf_domain::{RecordId, SchemaId, SourceId};
 
 pub use error::StoreError;
 pub use postgres::PgStore;
@@ -179,10 +179,10 @@ pub trait Store: Send + Sync + 'static {
     /// Every version of a record, newest first.
     async fn record_versions(&self, id: &RecordId) -> Result<Vec<RecordVersion>>;
 
-    /// The content hash of the current, live version of each of `ids` that
-    /// has one (primary-key lookups only, whatever the store's size): how a
-    /// harvest tells unchanged records before validating them.
-    async fn live_hashes(&self, ids: &[RecordId]) -> Result<HashMap<RecordId, ContentHash>>;
+    /// The hashes of the current, live version of each of `ids` that has
+    /// one (primary-key lookups only, whatever the store's size): how a
+    /// harvest tells unchanged records before preparing them.
+    async fn live_hashes(&self, ids: &[RecordId]) -> Result<HashMap<RecordId, LiveHashes>>;
 
     /// The current version of each matching record, ordered by last change
     /// (oldest first), with the total number of matches.

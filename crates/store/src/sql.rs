@@ -206,7 +206,7 @@ macro_rules! sql_store {
         use chrono::{DateTime, Utc};
         use serde_json::Value;
         use sheaf_domain::model::{
-            AclEntry, Expect, HarvestRun, NewRejection, NewSchema, PageItem, Provenance,
+            AclEntry, Expect, HarvestRun, LiveHashes, NewRejection, NewSchema, PageItem, Provenance,
             RecordVersion, RecordWrite, Rejection, RunCounts, RunStatus, SchemaKind,
             SchemaVersion, Source, WriteOutcome,
         };
@@ -385,17 +385,18 @@ macro_rules! sql_store {
             Ok(out)
         }
 
-        /// The content hash of the current version of each of `ids` that is
-        /// live, a statement per [`ROWS_PER_STATEMENT`] ids.
+        /// The hashes of the current version of each of `ids` that is live,
+        /// a statement per [`ROWS_PER_STATEMENT`] ids.
         async fn live_hashes_on(
             conn: &mut Conn,
             ids: &[&RecordId],
-        ) -> Result<HashMap<RecordId, ContentHash>> {
+        ) -> Result<HashMap<RecordId, LiveHashes>> {
             let mut out = HashMap::with_capacity(ids.len());
             for chunk in ids.chunks(ROWS_PER_STATEMENT) {
                 let mut qb = QueryBuilder::<$db>::new(
-                    "SELECT r.record_id, v.content_hash FROM records r JOIN record_versions v \
-                     ON v.record_id = r.record_id AND v.version = r.version WHERE r.deleted = ",
+                    "SELECT r.record_id, v.content_hash, v.input_hash FROM records r \
+                     JOIN record_versions v ON v.record_id = r.record_id AND v.version = r.version \
+                     WHERE r.deleted = ",
                 );
                 qb.push_bind(false).push(" AND r.record_id IN (");
                 push_in_list(&mut qb, chunk.iter().map(|id| id.as_str()));
@@ -403,10 +404,35 @@ macro_rules! sql_store {
                     let id: String = row.try_get("record_id")?;
                     let id = RecordId::parse(&id)
                         .map_err(|e| StoreError::Corrupt(format!("record id {id:?}: {e}")))?;
-                    out.insert(id, ContentHash::from_stored(row.try_get("content_hash")?));
+                    let input: Option<String> = row.try_get("input_hash")?;
+                    out.insert(
+                        id,
+                        LiveHashes {
+                            content: ContentHash::from_stored(row.try_get("content_hash")?),
+                            input: input.map(ContentHash::from_stored),
+                        },
+                    );
                 }
             }
             Ok(out)
+        }
+
+        /// Records new input keys on live versions in place: a harvest
+        /// whose derivation changed (resource rule, schema, Sheaf's own
+        /// reading of records) but produced the same content writes no new
+        /// version, and the next harvest can skip those records again.
+        async fn rekey_live(conn: &mut Conn, rekeyed: &[(RecordId, ContentHash)]) -> Result<()> {
+            for (id, input) in rekeyed {
+                sqlx::query(
+                    "UPDATE record_versions SET input_hash = $1 WHERE record_id = $2 \
+                     AND version = (SELECT version FROM records WHERE record_id = $2)",
+                )
+                .bind(input.as_str())
+                .bind(id.as_str())
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(())
         }
 
         /// Inserts new versions (in change order) and points each record, its
@@ -418,13 +444,14 @@ macro_rules! sql_store {
         async fn write_versions(
             conn: &mut Conn,
             new: &[RecordVersion],
+            inputs: &HashMap<i64, ContentHash>,
             before: &HashMap<RecordId, RecordVersion>,
         ) -> Result<()> {
             for chunk in new.chunks(ROWS_PER_STATEMENT) {
                 let mut qb = QueryBuilder::<$db>::new(
                     "INSERT INTO record_versions (record_id, version, seq, deleted, schema_id, \
                      schema_version, document, record, resources, acl, source_id, provenance, \
-                     content_hash, changed_at) ",
+                     content_hash, input_hash, changed_at) ",
                 );
                 qb.push_values(chunk, |mut b, v| {
                     b.push_bind(v.id.as_str())
@@ -440,6 +467,7 @@ macro_rules! sql_store {
                         .push_bind(v.source_id.as_ref().map(|s| s.as_str()))
                         .push_bind(v.provenance.as_ref().map(to_json))
                         .push_bind(v.content_hash.as_str())
+                        .push_bind(inputs.get(&v.seq).map(ContentHash::as_str))
                         .push_bind(to_micros(v.changed_at));
                 });
                 qb.build().execute(&mut *conn).await?;
@@ -627,7 +655,7 @@ macro_rules! sql_store {
             };
             let before: HashMap<RecordId, RecordVersion> =
                 current.map(|c| (c.id.clone(), c)).into_iter().collect();
-            write_versions(conn, std::slice::from_ref(new), &before).await
+            write_versions(conn, std::slice::from_ref(new), &HashMap::new(), &before).await
         }
 
         async fn apply_put(
@@ -1067,10 +1095,7 @@ macro_rules! sql_store {
                 Ok((items, total))
             }
 
-            async fn live_hashes(
-                &self,
-                ids: &[RecordId],
-            ) -> Result<HashMap<RecordId, ContentHash>> {
+            async fn live_hashes(&self, ids: &[RecordId]) -> Result<HashMap<RecordId, LiveHashes>> {
                 let mut conn = self.pool.acquire().await?;
                 let ids: Vec<&RecordId> = ids.iter().collect();
                 live_hashes_on(&mut conn, &ids).await
@@ -1308,38 +1333,58 @@ macro_rules! sql_store {
                 }
                 // The page is decided in memory in page order (a record may
                 // come twice) and written in a few multi-row statements.
-                // Current versions are read in two steps: the live content
-                // hashes of the records put, which settle every unchanged
-                // record without reading it, then the full current version of
-                // the rest.
+                // Current versions are read in two steps: the live hashes of
+                // the records put or kept, which settle every unchanged record
+                // without reading it, then the full current version of the
+                // rest.
                 let items: Vec<(PageItem, Option<ContentHash>)> = items
                     .into_iter()
                     .map(|item| match item {
-                        PageItem::Put(w) => {
-                            let hash = w.content_hash();
-                            (PageItem::Put(w), Some(hash))
+                        PageItem::Put { write, input } => {
+                            let hash = write.content_hash();
+                            (PageItem::Put { write, input }, Some(hash))
                         }
                         other => (other, None),
                     })
                     .collect();
-                let put_ids: Vec<&RecordId> = items
+                let looked_up: Vec<&RecordId> = items
                     .iter()
                     .filter_map(|(item, _)| match item {
-                        PageItem::Put(w) => Some(&w.id),
+                        PageItem::Put { write, .. } => Some(&write.id),
+                        PageItem::Keep { id, .. } => Some(id),
                         _ => None,
                     })
                     .collect();
-                let live = live_hashes_on(&mut tx, &put_ids).await?;
+                let live = live_hashes_on(&mut tx, &looked_up).await?;
                 // A record is settled when every mention of it in the page is
-                // a put equal to its live version; the others are read whole.
+                // a put of its live content or a keep of its live input key;
+                // the others are read whole.
                 let mut settled: HashMap<RecordId, bool> = HashMap::new();
                 for (item, hash) in &items {
                     let (id, same) = match item {
-                        PageItem::Put(w) => (&w.id, hash.is_some() && live.get(&w.id) == hash.as_ref()),
+                        PageItem::Put { write, .. } => {
+                            (&write.id, live.get(&write.id).map(|l| &l.content) == hash.as_ref())
+                        }
+                        PageItem::Keep { id, input } => {
+                            (id, live.get(id).and_then(|l| l.input.as_ref()) == Some(input))
+                        }
                         PageItem::Delete { id, .. } => (id, false),
                         PageItem::Reject(_) => continue,
                     };
                     *settled.entry(id.clone()).or_insert(true) &= same;
+                }
+                let stale: Vec<&str> = items
+                    .iter()
+                    .filter_map(|(item, _)| match item {
+                        PageItem::Keep { id, .. } if settled.get(id) != Some(&true) => Some(id.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                if let Some(first) = stale.first() {
+                    return Err(StoreError::Stale(format!(
+                        "{} record(s) changed since the page was registered, {first} first",
+                        stale.len()
+                    )));
                 }
                 let ids: Vec<&RecordId> = settled
                     .iter()
@@ -1352,21 +1397,38 @@ macro_rules! sql_store {
                 let mut new: Vec<RecordVersion> = Vec::new();
                 let mut rejections = Vec::new();
                 let mut counts = RunCounts::default();
+                // Input keys of the new versions (by seq), and of live
+                // versions whose content a put repeated under a new key.
+                let mut inputs: HashMap<i64, ContentHash> = HashMap::new();
+                let mut rekeyed: Vec<(RecordId, ContentHash)> = Vec::new();
                 for (item, hash) in items {
                     counts.seen += 1;
-                    let outcome = match (item, hash) {
-                        (PageItem::Put(w), hash) => {
-                            if settled.get(&w.id) == Some(&true) {
+                    let outcome = match item {
+                        PageItem::Put { write, input } => {
+                            if settled.get(&write.id) == Some(&true) {
                                 counts.unchanged += 1;
+                                if let Some(input) = input
+                                    && live.get(&write.id).and_then(|l| l.input.as_ref()) != Some(&input)
+                                {
+                                    rekeyed.push((write.id, input));
+                                }
                                 continue;
                             }
-                            let hash = hash.unwrap_or_else(|| w.content_hash());
-                            let current = heads.get(&w.id).map(|&i| &new[i]).or_else(|| before.get(&w.id));
-                            let o = next_put(current, w, hash, Expect::Any, &mut clock)?;
+                            let hash = hash.unwrap_or_else(|| write.content_hash());
+                            let current = heads.get(&write.id).map(|&i| &new[i]).or_else(|| before.get(&write.id));
+                            let o = next_put(current, write, hash, Expect::Any, &mut clock)?;
                             count(&mut counts, &o);
+                            if let (WriteOutcome::Created(v) | WriteOutcome::Updated(v), Some(input)) = (&o, input) {
+                                inputs.insert(v.seq, input);
+                            }
                             o
                         }
-                        (PageItem::Delete { id, provenance }, _) => {
+                        // Settled, or the page was refused above.
+                        PageItem::Keep { .. } => {
+                            counts.unchanged += 1;
+                            continue;
+                        }
+                        PageItem::Delete { id, provenance } => {
                             // Every upstream deletion counts as one, even of
                             // a record never stored here or deleted already.
                             counts.deleted += 1;
@@ -1377,7 +1439,7 @@ macro_rules! sql_store {
                                 Err(e) => return Err(e),
                             }
                         }
-                        (PageItem::Reject(mut r), _) => {
+                        PageItem::Reject(mut r) => {
                             r.run_id = Some(run_id);
                             rejections.push(r);
                             counts.rejected += 1;
@@ -1389,7 +1451,8 @@ macro_rules! sql_store {
                         new.push(v);
                     }
                 }
-                write_versions(&mut tx, &new, &before).await?;
+                write_versions(&mut tx, &new, &inputs, &before).await?;
+                rekey_live(&mut tx, &rekeyed).await?;
                 for r in &rejections {
                     if !rejected_in_run(&mut tx, r).await? {
                         apply_rejection(&mut tx, r).await?;

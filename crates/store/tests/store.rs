@@ -7,10 +7,10 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use serde_json::json;
 use sheaf_domain::model::{
-    AclEntry, Expect, NewRejection, NewSchema, PageItem, Permission, Provenance, RecordWrite,
-    RunStatus, SchemaKind, Source, WriteOutcome,
+    AclEntry, Expect, LiveHashes, NewRejection, NewSchema, PageItem, Permission, Provenance,
+    RecordWrite, RunStatus, SchemaKind, Source, WriteOutcome,
 };
-use sheaf_domain::{RecordId, SchemaId, SourceId};
+use sheaf_domain::{ContentHash, RecordId, SchemaId, SourceId};
 use sheaf_store::{ChangeQuery, DynStore, RecordFilter, SchemaOutcome, StoreError};
 
 fn sid(s: &str) -> SchemaId {
@@ -659,8 +659,8 @@ async fn sources_runs_and_pages(store: DynStore) {
     let mut put = write("p1", "<a/>", &[]);
     put.source_id = Some(src.clone());
     let items = vec![
-        PageItem::Put(put.clone()),
-        PageItem::Put(write("p2", "<a/>", &[])),
+        PageItem::put(put.clone()),
+        PageItem::put(write("p2", "<a/>", &[])),
         PageItem::Delete {
             id: rid("never-seen"),
             provenance: None,
@@ -691,7 +691,7 @@ async fn sources_runs_and_pages(store: DynStore) {
         .commit_page(
             run.id,
             vec![
-                PageItem::Put(put),
+                PageItem::put(put),
                 PageItem::Delete {
                     id: rid("p2"),
                     provenance: None,
@@ -787,7 +787,7 @@ async fn failed_page_commits_nothing(store: DynStore) {
     let r = store
         .commit_page(
             run.id,
-            vec![PageItem::Put(write("x1", "<a/>", &[])), PageItem::Put(bad)],
+            vec![PageItem::put(write("x1", "<a/>", &[])), PageItem::put(bad)],
             Some(json!({"token": "t"})),
             None,
         )
@@ -909,6 +909,14 @@ async fn concurrent_writers_all_succeed(store: DynStore) {
     );
 }
 
+/// The hashes of a version written without an input key.
+fn live(o: &WriteOutcome) -> LiveHashes {
+    LiveHashes {
+        content: o.version().content_hash.clone(),
+        input: None,
+    }
+}
+
 /// Content hashes of live current versions by id, in chunks, skipping
 /// tombstones and unknown ids.
 async fn live_hashes_by_id(store: DynStore) {
@@ -922,13 +930,13 @@ async fn live_hashes_by_id(store: DynStore) {
             .put_record(write(id, "<v1/>", &[]), Expect::Absent)
             .await
             .expect("create");
-        expected.insert(rid(id), o.version().content_hash.clone());
+        expected.insert(rid(id), live(&o));
     }
     let o = store
         .put_record(write("h599", "<v2/>", &[]), Expect::Version(1))
         .await
         .expect("update");
-    expected.insert(rid("h599"), o.version().content_hash.clone());
+    expected.insert(rid("h599"), live(&o));
     store
         .delete_record(&rid("h7"), Expect::Any, None)
         .await
@@ -966,11 +974,11 @@ async fn a_page_is_applied_in_order(store: DynStore) {
     });
     let items = vec![
         // Equal to the live version, then changed within the same page.
-        PageItem::Put(write("a", "<a1/>", &["x", "shared"])),
-        PageItem::Put(a2.clone()),
-        PageItem::Put(write("b", "<b/>", &["shared"])),
-        PageItem::Put(a2),
-        PageItem::Put(write("a", "<a3/>", &["z"])),
+        PageItem::put(write("a", "<a1/>", &["x", "shared"])),
+        PageItem::put(a2.clone()),
+        PageItem::put(write("b", "<b/>", &["shared"])),
+        PageItem::put(a2),
+        PageItem::put(write("a", "<a3/>", &["z"])),
         PageItem::Delete {
             id: rid("b"),
             provenance: None,
@@ -1037,6 +1045,99 @@ async fn a_page_is_applied_in_order(store: DynStore) {
     );
 }
 
+/// Input keys: kept with the versions a harvest writes; a `Keep` of the
+/// live key counts as unchanged and writes nothing; the same content
+/// under a new key re-keys the live version in place; a `Keep` of a key
+/// that is no longer live refuses the whole page.
+async fn input_keys_keep_and_stale_pages(store: DynStore) {
+    with_schema(&store).await;
+    let src = SourceId::parse("src").expect("source");
+    store
+        .upsert_source(&Source {
+            id: src.clone(),
+            base_url: "http://provider.test/oai".into(),
+            enabled: true,
+            config: json!({}),
+            updated_at: Utc::now(),
+        })
+        .await
+        .expect("source");
+    let run = store.start_run(&src, None, None).await.expect("run");
+    let key = |k: &str| ContentHash::of_parts([k.as_bytes()]);
+    let put = |doc: &str, k: &str| PageItem::Put {
+        write: write("k", doc, &["r"]),
+        input: Some(key(k)),
+    };
+    let keep = |k: &str| PageItem::Keep {
+        id: rid("k"),
+        input: key(k),
+    };
+    let live_input = || async {
+        store
+            .live_hashes(&[rid("k")])
+            .await
+            .expect("hashes")
+            .get(&rid("k"))
+            .and_then(|l| l.input.clone())
+    };
+    let page = |items: Vec<PageItem>, n: u64| {
+        let store = store.clone();
+        async move {
+            store
+                .commit_page(run.id, items, Some(json!({ "page": n })), None)
+                .await
+        }
+    };
+
+    let c = page(vec![put("<k1/>", "one")], 1).await.expect("created");
+    assert_eq!((c.seen, c.created), (1, 1));
+    assert_eq!(live_input().await, Some(key("one")));
+
+    let c = page(vec![keep("one")], 2).await.expect("kept");
+    assert_eq!((c.seen, c.unchanged), (1, 1));
+    assert!(c.balanced());
+
+    // Same content, new key: unchanged, and the live version re-keyed.
+    let c = page(vec![put("<k1/>", "two")], 3).await.expect("re-keyed");
+    assert_eq!((c.seen, c.unchanged), (1, 1));
+    assert_eq!(live_input().await, Some(key("two")));
+    assert_eq!(store.record_versions(&rid("k")).await.expect("v").len(), 1);
+
+    // A stale keep refuses the page, puts included: nothing is written.
+    let refused = page(vec![put("<other/>", "x"), keep("one")], 4).await;
+    assert!(matches!(refused, Err(StoreError::Stale(_))), "{refused:?}");
+    let after = store.get_run(run.id).await.expect("get").expect("run");
+    assert_eq!(after.checkpoint, Some(json!({ "page": 3 })));
+    assert_eq!((after.counts.seen, after.counts.unchanged), (3, 2));
+    assert_eq!(store.record_versions(&rid("k")).await.expect("v").len(), 1);
+
+    // A write without a key (a deposit) leaves none live: keeps are stale.
+    store
+        .put_record(write("k", "<deposited/>", &["r"]), Expect::Any)
+        .await
+        .expect("deposit");
+    assert_eq!(live_input().await, None);
+    assert!(matches!(
+        page(vec![keep("two")], 5).await,
+        Err(StoreError::Stale(_))
+    ));
+
+    // A changed document under its key makes a version carrying the key.
+    let c = page(vec![put("<k3/>", "three")], 6).await.expect("updated");
+    assert_eq!((c.seen, c.updated), (1, 1));
+    assert_eq!(live_input().await, Some(key("three")));
+
+    // A keep of a deleted record is stale too.
+    store
+        .delete_record(&rid("k"), Expect::Any, None)
+        .await
+        .expect("delete");
+    assert!(matches!(
+        page(vec![keep("three")], 7).await,
+        Err(StoreError::Stale(_))
+    ));
+}
+
 sheaf_store::backend_tests!(
     ping_and_backend,
     schema_versions_are_immutable,
@@ -1052,4 +1153,5 @@ sheaf_store::backend_tests!(
     concurrent_writers_all_succeed,
     live_hashes_by_id,
     a_page_is_applied_in_order,
+    input_keys_keep_and_stale_pages,
 );

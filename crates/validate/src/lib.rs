@@ -17,7 +17,7 @@ mod report;
 mod xsd;
 
 pub use bundled::{BUNDLED, BundledSchema, OAI_DC_NAMESPACE};
-pub use registry::{Limits, Registry, RegistryError, SchemaRequest, rejection};
+pub use registry::{Limits, Registry, RegistryError, SchemaRequest, Validator, rejection};
 pub use report::{Diagnostic, ValidationError, ValidationReport};
 pub use xsd::{safe_options as safe_parser_options, serve_documents};
 

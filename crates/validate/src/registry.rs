@@ -139,6 +139,45 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
+/// A compiled schema version, ready to validate documents synchronously.
+/// Cheap to clone; call [`Validator::validate`] off the async threads
+/// (`spawn_blocking`): libxml2 and large JSON documents take a while.
+#[derive(Clone)]
+pub struct Validator {
+    compiled: Ready,
+    max_document_bytes: usize,
+}
+
+#[derive(Clone)]
+enum Ready {
+    /// The bundle and the key of its per-thread compiled schema.
+    Xsd {
+        bundle: Arc<XsdBundle>,
+        key: String,
+    },
+    Json(Arc<jsonschema::Validator>),
+}
+
+impl Validator {
+    /// Validates one document (size limit first).
+    pub fn validate(&self, document: &[u8]) -> Result<(), RegistryError> {
+        if document.len() > self.max_document_bytes {
+            return Err(RegistryError::TooLarge {
+                limit: self.max_document_bytes,
+                size: document.len(),
+            });
+        }
+        match &self.compiled {
+            Ready::Xsd { bundle, key } => xsd::validate(key, bundle, document)?,
+            Ready::Json(validator) => {
+                let instance = json::parse(document).map_err(RegistryError::Invalid)?;
+                json::validate(validator, &instance).map_err(RegistryError::Invalid)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Registry {
     /// A registry over `store`.
     pub fn new(store: DynStore, limits: Limits) -> Self {
@@ -284,34 +323,17 @@ impl Registry {
         }
     }
 
-    /// Validates against an already-loaded schema version (the harvester's
-    /// hot path: no store access once the validator is compiled).
+    /// Validates against an already-loaded schema version (no store access
+    /// once the validator is compiled).
     pub async fn validate_with(
         &self,
         schema: &SchemaVersion,
         document: &[u8],
     ) -> Result<(), RegistryError> {
         self.check_size(document)?;
-        match schema.kind {
-            SchemaKind::Xsd => {
-                let bundle = self.xsd_bundle(schema).await?;
-                let key = self.thread_key(schema);
-                let document = document.to_vec();
-                blocking(move || xsd::validate(&key, &bundle, &document))
-                    .await?
-                    .map_err(RegistryError::from)
-            }
-            SchemaKind::Json => {
-                let validator = self.json_validator(schema).await?;
-                let document = document.to_vec();
-                blocking(move || {
-                    let instance = json::parse(&document)?;
-                    json::validate(&validator, &instance)
-                })
-                .await?
-                .map_err(RegistryError::Invalid)
-            }
-        }
+        let validator = self.validator(schema).await?;
+        let document = document.to_vec();
+        blocking(move || validator.validate(&document)).await?
     }
 
     /// Validates many documents against one schema version in one blocking
@@ -322,51 +344,25 @@ impl Registry {
         schema: &SchemaVersion,
         documents: Vec<Vec<u8>>,
     ) -> Result<Vec<Result<(), RegistryError>>, RegistryError> {
-        let limit = self.inner.limits.max_document_bytes;
-        let size_check = move |d: &[u8]| -> Result<(), ValidationError> {
-            if d.len() > limit {
-                Err(ValidationError::TooLarge {
-                    limit,
-                    size: d.len(),
-                })
-            } else {
-                Ok(())
-            }
+        let validator = self.validator(schema).await?;
+        blocking(move || documents.iter().map(|d| validator.validate(d)).collect()).await
+    }
+
+    /// The compiled validator of a schema version, for callers that run
+    /// their own blocking work (the harvester validates while it prepares
+    /// records, on the same thread).
+    pub async fn validator(&self, schema: &SchemaVersion) -> Result<Validator, RegistryError> {
+        let compiled = match schema.kind {
+            SchemaKind::Xsd => Ready::Xsd {
+                bundle: self.xsd_bundle(schema).await?,
+                key: self.thread_key(schema),
+            },
+            SchemaKind::Json => Ready::Json(self.json_validator(schema).await?),
         };
-        let verdicts: Vec<Result<(), ValidationError>> = match schema.kind {
-            SchemaKind::Xsd => {
-                let bundle = self.xsd_bundle(schema).await?;
-                let key = self.thread_key(schema);
-                blocking(move || {
-                    documents
-                        .iter()
-                        .map(|d| {
-                            size_check(d)?;
-                            xsd::validate(&key, &bundle, d)
-                        })
-                        .collect()
-                })
-                .await?
-            }
-            SchemaKind::Json => {
-                let validator = self.json_validator(schema).await?;
-                blocking(move || {
-                    documents
-                        .iter()
-                        .map(|d| {
-                            size_check(d)?;
-                            let instance = json::parse(d).map_err(ValidationError::Invalid)?;
-                            json::validate(&validator, &instance).map_err(ValidationError::Invalid)
-                        })
-                        .collect()
-                })
-                .await?
-            }
-        };
-        Ok(verdicts
-            .into_iter()
-            .map(|v| v.map_err(RegistryError::from))
-            .collect())
+        Ok(Validator {
+            compiled,
+            max_document_bytes: self.inner.limits.max_document_bytes,
+        })
     }
 
     /// Registers oai_dc (prefix `oai_dc`, its namespace) if absent; idempotent.
