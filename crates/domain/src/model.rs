@@ -368,14 +368,18 @@ pub struct HarvestRun {
 /// One item of a harvested page, committed together with the checkpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PageItem {
-    /// A write; it makes a new version unless its content hash
-    /// ([`RecordWrite::content_hash`]) equals the live version's.
-    /// `input` is the harvester's key of what the write was derived from
-    /// (source, schema, resource rule, OAI identifier, document), kept
-    /// with the version so that the next harvest can recognise an
-    /// unchanged record before deriving anything from it (see `Keep`).
+    /// A write; it makes a new version unless `hash` equals the live
+    /// version's content hash. `hash` must be the write's
+    /// [`RecordWrite::content_hash`] (computed by whoever prepares the
+    /// write, off the store's serial commit path; [`PageItem::put`] and
+    /// [`PageItem::harvested`] do). `input` is the harvester's key of what
+    /// the write was derived from (source, schema, resource rule, OAI
+    /// identifier, document), kept with the version so that the next
+    /// harvest can recognise an unchanged record before deriving anything
+    /// from it (see `Keep`).
     Put {
         write: RecordWrite,
+        hash: ContentHash,
         input: Option<ContentHash>,
     },
     /// A record the harvester found unchanged by its input key (the live
@@ -398,7 +402,22 @@ pub enum PageItem {
 impl PageItem {
     /// A write without an input key.
     pub fn put(write: RecordWrite) -> Self {
-        PageItem::Put { write, input: None }
+        let hash = write.content_hash();
+        PageItem::Put {
+            write,
+            hash,
+            input: None,
+        }
+    }
+
+    /// A harvested write with the key of its input.
+    pub fn harvested(write: RecordWrite, input: ContentHash) -> Self {
+        let hash = write.content_hash();
+        PageItem::Put {
+            write,
+            hash,
+            input: Some(input),
+        }
     }
 }
 

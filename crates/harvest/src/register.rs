@@ -465,8 +465,8 @@ impl Inner {
             // validator's line numbers point into it.
             return PageItem::Reject(self.reject(Some(identifier), document, e.to_string()));
         }
-        PageItem::Put {
-            write: RecordWrite {
+        PageItem::harvested(
+            RecordWrite {
                 id,
                 schema_id: self.schema.schema_id.clone(),
                 schema_version: self.schema.version,
@@ -477,8 +477,8 @@ impl Inner {
                 source_id: Some(self.source.clone()),
                 provenance: Some(provenance),
             },
-            input: Some(input),
-        }
+            input,
+        )
     }
 
     fn reject(

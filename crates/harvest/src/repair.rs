@@ -214,12 +214,16 @@ fn sanitize(s: &str, out: &mut Prepared) {
     debug_assert!(out.text.len() >= base);
 }
 
+/// Whether `b` holds a control character XML forbids, a character
+/// reference (which may name one), or U+FFFE / U+FFFF; one pass.
 fn needs_sanitizing(b: &[u8]) -> bool {
-    b.iter()
-        .any(|&x| x < 0x20 && x != b'\t' && x != b'\n' && x != b'\r')
-        || b.windows(2).any(|w| w == b"&#")
-        || b.windows(3)
-            .any(|w| w == [0xEF, 0xBF, 0xBE] || w == [0xEF, 0xBF, 0xBF])
+    b.iter().enumerate().any(|(i, &x)| match x {
+        b'\t' | b'\n' | b'\r' => false,
+        0..0x20 => true,
+        b'&' => b.get(i + 1) == Some(&b'#'),
+        0xEF => b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)),
+        _ => false,
+    })
 }
 
 /// If `s` starts with a character reference to a character XML forbids,
@@ -253,6 +257,10 @@ mod tests {
         assert_eq!(p.text, "<a>xyz&#9;</a>");
         assert_eq!(p.repairs.len(), 4, "{:?}", p.repairs);
         assert_eq!(p.repairs[0].offset, 4);
+
+        let p = prepare("<a>\u{FFFE}b\u{FFFF}c\u{FFFD}</a>".as_bytes()).expect("prepared");
+        assert_eq!(p.text, "<a>bc\u{FFFD}</a>");
+        assert_eq!(p.repairs.len(), 2, "{:?}", p.repairs);
     }
 
     #[test]

@@ -1337,19 +1337,9 @@ macro_rules! sql_store {
                 // the records put or kept, which settle every unchanged record
                 // without reading it, then the full current version of the
                 // rest.
-                let items: Vec<(PageItem, Option<ContentHash>)> = items
-                    .into_iter()
-                    .map(|item| match item {
-                        PageItem::Put { write, input } => {
-                            let hash = write.content_hash();
-                            (PageItem::Put { write, input }, Some(hash))
-                        }
-                        other => (other, None),
-                    })
-                    .collect();
                 let looked_up: Vec<&RecordId> = items
                     .iter()
-                    .filter_map(|(item, _)| match item {
+                    .filter_map(|item| match item {
                         PageItem::Put { write, .. } => Some(&write.id),
                         PageItem::Keep { id, .. } => Some(id),
                         _ => None,
@@ -1360,10 +1350,10 @@ macro_rules! sql_store {
                 // a put of its live content or a keep of its live input key;
                 // the others are read whole.
                 let mut settled: HashMap<RecordId, bool> = HashMap::new();
-                for (item, hash) in &items {
+                for item in &items {
                     let (id, same) = match item {
-                        PageItem::Put { write, .. } => {
-                            (&write.id, live.get(&write.id).map(|l| &l.content) == hash.as_ref())
+                        PageItem::Put { write, hash, .. } => {
+                            (&write.id, live.get(&write.id).map(|l| &l.content) == Some(hash))
                         }
                         PageItem::Keep { id, input } => {
                             (id, live.get(id).and_then(|l| l.input.as_ref()) == Some(input))
@@ -1375,7 +1365,7 @@ macro_rules! sql_store {
                 }
                 let stale: Vec<&str> = items
                     .iter()
-                    .filter_map(|(item, _)| match item {
+                    .filter_map(|item| match item {
                         PageItem::Keep { id, .. } if settled.get(id) != Some(&true) => Some(id.as_str()),
                         _ => None,
                     })
@@ -1401,10 +1391,10 @@ macro_rules! sql_store {
                 // versions whose content a put repeated under a new key.
                 let mut inputs: HashMap<i64, ContentHash> = HashMap::new();
                 let mut rekeyed: Vec<(RecordId, ContentHash)> = Vec::new();
-                for (item, hash) in items {
+                for item in items {
                     counts.seen += 1;
                     let outcome = match item {
-                        PageItem::Put { write, input } => {
+                        PageItem::Put { write, hash, input } => {
                             if settled.get(&write.id) == Some(&true) {
                                 counts.unchanged += 1;
                                 if let Some(input) = input
@@ -1414,7 +1404,6 @@ macro_rules! sql_store {
                                 }
                                 continue;
                             }
-                            let hash = hash.unwrap_or_else(|| write.content_hash());
                             let current = heads.get(&write.id).map(|&i| &new[i]).or_else(|| before.get(&write.id));
                             let o = next_put(current, write, hash, Expect::Any, &mut clock)?;
                             count(&mut counts, &o);

@@ -1064,10 +1064,7 @@ async fn input_keys_keep_and_stale_pages(store: DynStore) {
         .expect("source");
     let run = store.start_run(&src, None, None).await.expect("run");
     let key = |k: &str| ContentHash::of_parts([k.as_bytes()]);
-    let put = |doc: &str, k: &str| PageItem::Put {
-        write: write("k", doc, &["r"]),
-        input: Some(key(k)),
-    };
+    let put = |doc: &str, k: &str| PageItem::harvested(write("k", doc, &["r"]), key(k));
     let keep = |k: &str| PageItem::Keep {
         id: rid("k"),
         input: key(k),
