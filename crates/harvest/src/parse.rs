@@ -92,7 +92,9 @@ pub struct ParsedRecord {
     /// The namespace URI of the metadata element (`None`: no metadata or
     /// no namespace).
     pub metadata_namespace: Option<String>,
-    /// The record's bytes (after repair), for rejections.
+    /// The record's bytes (after repair) when `metadata` is `Err`, for its
+    /// rejection; empty otherwise (a stored record has its document, and
+    /// pages stay small).
     pub raw: Vec<u8>,
     /// Repairs made inside this record (stripped characters, re-decoded
     /// bytes) and tolerated oddities (missing datestamp).
@@ -983,12 +985,7 @@ impl State<'_> {
     }
 
     fn finish_record(&self, r: RecordState, end: usize) -> ParsedRecord {
-        let raw = self
-            .text
-            .get(r.start..end)
-            .unwrap_or_default()
-            .as_bytes()
-            .to_vec();
+        let start = r.start;
         let mut warnings = r.warnings;
         let lo = self.repairs.partition_point(|x| x.offset < r.start);
         let hi = self.repairs.partition_point(|x| x.offset < end);
@@ -1023,6 +1020,16 @@ impl State<'_> {
                     Ok(Some(doc.into_bytes()))
                 }
             }
+        };
+        // Only a record that is rejected as it stands needs its bytes.
+        let raw = match &metadata {
+            Err(_) => self
+                .text
+                .get(start..end)
+                .unwrap_or_default()
+                .as_bytes()
+                .to_vec(),
+            Ok(_) => Vec::new(),
         };
         ParsedRecord {
             header,

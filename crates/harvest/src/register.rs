@@ -317,6 +317,15 @@ impl Registrar {
     }
 }
 
+/// The bytes a rejection keeps of a record: its standalone metadata
+/// document when it has one, else the record as received.
+fn evidence(record: ParsedRecord) -> Vec<u8> {
+    match record.metadata {
+        Ok(Some(document)) => document,
+        Ok(None) | Err(_) => record.raw,
+    }
+}
+
 /// Maps `items` in order on the blocking threads, in as many chunks as
 /// there are cores (small batches stay on one thread).
 async fn on_cores<T, U, F>(items: Vec<T>, f: F) -> Result<Vec<U>, RegisterError>
@@ -377,10 +386,11 @@ impl Inner {
     fn triage(&self, record: ParsedRecord, harvest_time: DateTime<Utc>) -> Triaged {
         let identifier = record.header.identifier.clone();
         let Some(id) = record_id(&self.source, &identifier) else {
+            let message = format!("record has no usable OAI identifier ({identifier:?})");
             return Triaged::Ready(PageItem::Reject(self.reject(
-                Some(identifier.clone()),
-                record.raw.clone(),
-                format!("record has no usable OAI identifier ({identifier:?})"),
+                Some(identifier),
+                evidence(record),
+                message,
             )));
         };
         if record.header.deleted {
@@ -394,7 +404,7 @@ impl Inner {
             Ok(None) => {
                 return Triaged::Ready(PageItem::Reject(self.reject(
                     Some(identifier),
-                    record.raw,
+                    evidence(record),
                     "record is not deleted but has no metadata".to_owned(),
                 )));
             }
@@ -402,7 +412,7 @@ impl Inner {
                 let message = format!("malformed record: {reason}");
                 return Triaged::Ready(PageItem::Reject(self.reject(
                     Some(identifier),
-                    record.raw,
+                    evidence(record),
                     message,
                 )));
             }
@@ -422,23 +432,15 @@ impl Inner {
     ) -> PageItem {
         let identifier = record.header.identifier.clone();
         let provenance = self.provenance(&record, harvest_time);
-        let document = match record.metadata {
-            Ok(Some(doc)) => doc,
-            // Triage let only records with metadata through.
-            Ok(None) | Err(_) => {
-                return PageItem::Reject(self.reject(
-                    Some(identifier),
-                    record.raw,
-                    "record is not deleted but has no metadata".to_owned(),
-                ));
-            }
-        };
+        let document = evidence(record);
+        // A rejection from here on keeps the standalone document that was
+        // read (and validated), so positions in the message point into it.
         let fields = match datacite_record(&document, &identifier) {
             Ok(f) => f,
             Err(reason) => {
                 return PageItem::Reject(self.reject(
                     Some(identifier),
-                    record.raw,
+                    document,
                     format!("malformed metadata: {reason}"),
                 ));
             }
@@ -454,15 +456,13 @@ impl Inner {
                 Err(reason) => {
                     return PageItem::Reject(self.reject(
                         Some(identifier),
-                        record.raw,
+                        document,
                         format!("malformed metadata: {reason}"),
                     ));
                 }
             },
         };
         if let Err(e) = validator.validate(&document) {
-            // The standalone document that was validated is kept, so the
-            // validator's line numbers point into it.
             return PageItem::Reject(self.reject(Some(identifier), document, e.to_string()));
         }
         PageItem::harvested(

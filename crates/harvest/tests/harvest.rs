@@ -8,14 +8,16 @@ mod support;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use sheaf_domain::model::{HarvestRun, RunCounts, RunStatus};
+use chrono::Utc;
+use sheaf_domain::model::{Expect, HarvestRun, PageItem, RecordWrite, RunCounts, RunStatus};
 use sheaf_domain::{Granularity, RecordId, SourceId};
 use sheaf_harvest::config::{ListMethod, SourceConfig, Window};
-use sheaf_harvest::register::record_id;
+use sheaf_harvest::parse::parse_page;
+use sheaf_harvest::register::{Registrar, record_id};
 use sheaf_harvest::run::{
     HarvestError, LeaseSpec, NoProgress, PageUpdate, Progress, RunOptions, harvest,
 };
-use sheaf_store::{DynStore, RecordFilter};
+use sheaf_store::{DynStore, RecordFilter, StoreError};
 use sheaf_validate::{Limits, Registry};
 use support::{Body, Provider, Rec, records};
 use tokio_util::sync::CancellationToken;
@@ -605,6 +607,91 @@ async fn exactly_once_when_killed_anywhere(store: DynStore) {
     check(name, clean, true).await;
 }
 
+/// An unchanged re-harvest keeps records by their input keys; a kept
+/// record that changes before its page commits makes the store refuse the
+/// page, and the kept records are then prepared and committed in full.
+async fn a_stale_page_is_prepared_in_full(store: DynStore) {
+    let p = Provider::start(records(10), 100).await;
+    let reg = registry(&store);
+    let cfg = p.source("fake-s");
+    assert_eq!(run_ok(&reg, &cfg).await.counts.created, 10);
+    let again = run(&reg, &cfg, RunOptions::full()).await.expect("again");
+    assert_eq!((again.counts.seen, again.counts.unchanged), (10, 10));
+
+    let body = reqwest::get(format!("{}?verb=ListRecords&metadataPrefix=oai_dc", p.url))
+        .await
+        .expect("request")
+        .bytes()
+        .await
+        .expect("body");
+    let page = parse_page(&body).expect("page");
+    let registrar = Registrar::new(&reg, &cfg).await.expect("registrar");
+    let registered = registrar
+        .register_page(page.records, Utc::now())
+        .await
+        .expect("registered");
+    assert!(registered.has_kept());
+    assert_eq!(registered.items.len(), 10);
+    assert!(
+        registered
+            .items
+            .iter()
+            .all(|i| matches!(i, PageItem::Keep { .. })),
+        "{:?}",
+        registered.items
+    );
+
+    // A deposit changes record 4 between registration and commit.
+    let four = id("fake-s", "oai:fake:4");
+    let harvested = store
+        .get_record(&four, None)
+        .await
+        .expect("get")
+        .expect("4");
+    store
+        .put_record(
+            RecordWrite {
+                id: four.clone(),
+                schema_id: harvested.schema_id.clone(),
+                schema_version: harvested.schema_version,
+                document: b"<deposited/>".to_vec(),
+                record: serde_json::json!({}),
+                resources: Vec::new(),
+                acl: Vec::new(),
+                source_id: None,
+                provenance: None,
+            },
+            Expect::Any,
+        )
+        .await
+        .expect("deposit");
+
+    let source = SourceId::parse("fake-s").expect("source");
+    let run_id = store.start_run(&source, None, None).await.expect("run").id;
+    let refused = store
+        .commit_page(run_id, registered.items.clone(), None, None)
+        .await;
+    assert!(matches!(refused, Err(StoreError::Stale(_))), "{refused:?}");
+    let items = registrar
+        .expand(registered, Utc::now())
+        .await
+        .expect("expanded");
+    assert!(items.iter().all(|i| matches!(i, PageItem::Put { .. })));
+    let c = store
+        .commit_page(run_id, items, None, None)
+        .await
+        .expect("committed");
+    assert_eq!((c.seen, c.updated, c.unchanged), (10, 1, 9), "{c:?}");
+    let back = store
+        .get_record(&four, None)
+        .await
+        .expect("get")
+        .expect("4");
+    assert_eq!((back.version, &back.document), (3, &harvested.document));
+    let live = store.live_hashes(&[four]).await.expect("hashes");
+    assert!(live.values().all(|l| l.input.is_some()), "{live:?}");
+}
+
 sheaf_store::backend_tests!(
     registers_versions_tombstones_and_rejections,
     windows_sets_and_day_granularity,
@@ -613,4 +700,5 @@ sheaf_store::backend_tests!(
     identifiers_then_get_record,
     a_leased_source_is_not_harvested_twice,
     exactly_once_when_killed_anywhere,
+    a_stale_page_is_prepared_in_full,
 );
