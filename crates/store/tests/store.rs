@@ -7,8 +7,8 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use serde_json::json;
 use sheaf_domain::model::{
-    AclEntry, Expect, LiveHashes, NewRejection, NewSchema, PageItem, Permission, Provenance,
-    RecordWrite, RunStatus, SchemaKind, Source, WriteOutcome,
+    AclEntry, Expect, HarvestRun, LiveHashes, NewRejection, NewSchema, PageItem, Permission,
+    Provenance, RecordWrite, RunStatus, SchemaKind, Source, WriteOutcome,
 };
 use sheaf_domain::{ContentHash, RecordId, SchemaId, SourceId};
 use sheaf_store::{ChangeQuery, DynStore, RecordFilter, SchemaOutcome, StoreError};
@@ -946,15 +946,8 @@ async fn live_hashes_by_id(store: DynStore) {
     assert!(store.live_hashes(&[]).await.expect("none").is_empty());
 }
 
-/// One page holding the same record several times, resource and ACL
-/// changes, and a record created and deleted: decided in page order,
-/// written as if one write at a time.
-async fn a_page_is_applied_in_order(store: DynStore) {
-    with_schema(&store).await;
-    store
-        .put_record(write("a", "<a1/>", &["x", "shared"]), Expect::Absent)
-        .await
-        .expect("a");
+/// A running harvest of a source `src`, for page commits.
+async fn running_harvest(store: &DynStore) -> HarvestRun {
     let src = SourceId::parse("src").expect("source");
     store
         .upsert_source(&Source {
@@ -966,7 +959,19 @@ async fn a_page_is_applied_in_order(store: DynStore) {
         })
         .await
         .expect("source");
-    let run = store.start_run(&src, None, None).await.expect("run");
+    store.start_run(&src, None, None).await.expect("run")
+}
+
+/// One page holding the same record several times, resource and ACL
+/// changes, and a record created and deleted: decided in page order,
+/// written as if one write at a time.
+async fn a_page_is_applied_in_order(store: DynStore) {
+    with_schema(&store).await;
+    store
+        .put_record(write("a", "<a1/>", &["x", "shared"]), Expect::Absent)
+        .await
+        .expect("a");
+    let run = running_harvest(&store).await;
     let mut a2 = write("a", "<a2/>", &["y", "shared"]);
     a2.acl.push(AclEntry {
         sid: "bob".into(),
@@ -1051,18 +1056,7 @@ async fn a_page_is_applied_in_order(store: DynStore) {
 /// that is no longer live refuses the whole page.
 async fn input_keys_keep_and_stale_pages(store: DynStore) {
     with_schema(&store).await;
-    let src = SourceId::parse("src").expect("source");
-    store
-        .upsert_source(&Source {
-            id: src.clone(),
-            base_url: "http://provider.test/oai".into(),
-            enabled: true,
-            config: json!({}),
-            updated_at: Utc::now(),
-        })
-        .await
-        .expect("source");
-    let run = store.start_run(&src, None, None).await.expect("run");
+    let run = running_harvest(&store).await;
     let key = |k: &str| ContentHash::of_parts([k.as_bytes()]);
     let put = |doc: &str, k: &str| PageItem::harvested(write("k", doc, &["r"]), key(k));
     let keep = |k: &str| PageItem::Keep {
