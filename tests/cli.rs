@@ -298,3 +298,124 @@ fn config_check_refuses_bad_oai_sections() {
     );
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// A provider on a plain socket for the CLI: Identify, one ListRecords
+/// page of two oai_dc records, and `/broken`, which always answers 500.
+fn provider() -> String {
+    use std::io::{Read, Write};
+    const IDENTIFY: &str = "<?xml version=\"1.0\"?><OAI-PMH xmlns=\"http://www.openarchives.org/OAI/2.0/\">\
+        <responseDate>2026-06-01T12:00:00Z</responseDate><request verb=\"Identify\">http://p/oai</request>\
+        <Identify><repositoryName>P</repositoryName><baseURL>http://p/oai</baseURL>\
+        <protocolVersion>2.0</protocolVersion><adminEmail>a@example.org</adminEmail>\
+        <earliestDatestamp>2026-01-01T00:00:00Z</earliestDatestamp><deletedRecord>persistent</deletedRecord>\
+        <granularity>YYYY-MM-DDThh:mm:ssZ</granularity></Identify></OAI-PMH>";
+    let record = |n: u32| {
+        format!(
+            "<record><header><identifier>oai:p:{n}</identifier><datestamp>2026-01-0{n}T00:00:00Z</datestamp></header>\
+             <metadata><oai_dc:dc xmlns:oai_dc=\"http://www.openarchives.org/OAI/2.0/oai_dc/\" \
+             xmlns:dc=\"http://purl.org/dc/elements/1.1/\"><dc:title>Record {n}</dc:title>\
+             <dc:identifier>https://example.org/item/{n}</dc:identifier></oai_dc:dc></metadata></record>"
+        )
+    };
+    let list = format!(
+        "<?xml version=\"1.0\"?><OAI-PMH xmlns=\"http://www.openarchives.org/OAI/2.0/\">\
+         <responseDate>2026-06-01T12:00:00Z</responseDate><request verb=\"ListRecords\">http://p/oai</request>\
+         <ListRecords>{}{}</ListRecords></OAI-PMH>",
+        record(1),
+        record(2)
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&request);
+            let (status, body) = if head.starts_with("GET /broken") {
+                ("500 Internal Server Error", "down".to_owned())
+            } else if head.contains("verb=Identify") {
+                ("200 OK", IDENTIFY.to_owned())
+            } else {
+                ("200 OK", list.clone())
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn harvest_command_exit_codes_summary_and_runs() {
+    let url = provider();
+    let dir = tempfile::tempdir().expect("tmp");
+    let hc = dir.path().join("harvest-configs");
+    std::fs::create_dir(&hc).expect("mkdir");
+    let source = |path: &str| {
+        format!(
+            "base_url = \"{url}{path}\"\nmetadata_prefix = \"oai_dc\"\nschedule = \"15 2 * * *\"\n\
+             pacing = \"0s\"\n[retry]\nmax_attempts = 1\n"
+        )
+    };
+    std::fs::write(hc.join("good.toml"), source("/oai")).expect("write");
+    std::fs::write(hc.join("broken.toml"), source("/broken")).expect("write");
+    let stdout = |o: &Output| String::from_utf8_lossy(&o.stdout).into_owned();
+
+    let o = sheaf(dir.path(), &["harvest", "good"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("of good: succeeded"), "{out}");
+    assert!(
+        out.contains("seen 2  created 2  updated 0  unchanged 0  deleted 0  rejected 0"),
+        "{out}"
+    );
+    assert!(out.contains("responseDate 2026-06-01T12:00:00Z"), "{out}");
+
+    let o = sheaf(dir.path(), &["harvest", "good", "--full"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("seen 2  created 0  updated 0  unchanged 2"),
+        "{}",
+        stdout(&o)
+    );
+
+    // Bad arguments: 2, and no run is started.
+    let o = sheaf(dir.path(), &["harvest", "good", "--from", "yesterday"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--from"), "{}", stderr(&o));
+    let o = sheaf(
+        dir.path(),
+        &["harvest", "good", "--full", "--from", "2026-01-01"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    // A provider that fails: 1, with the reason and the failed run.
+    let o = sheaf(dir.path(), &["harvest", "broken"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("harvest of broken failed"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("of broken: failed"), "{}", stdout(&o));
+
+    let o = sheaf(dir.path(), &["runs", "good"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let table = stdout(&o);
+    assert_eq!(table.matches("succeeded").count(), 2, "{table}");
+    assert!(!table.contains("broken"), "{table}");
+    let o = sheaf(dir.path(), &["runs"]);
+    assert!(stdout(&o).contains("failed"), "{}", stdout(&o));
+    let o = sheaf(dir.path(), &["runs", "not a source!"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
