@@ -211,21 +211,21 @@ impl Registrar {
             });
         }
         let inner = Arc::clone(&self.inner);
-        let triaged: Vec<Triaged> = on_cores(records, move |r| inner.triage(r, harvest_time))
-            .await?
-            .into_iter()
-            .collect();
+        let triaged = on_cores(records, move |r| inner.triage(r, harvest_time)).await?;
 
         let mut mentions: HashMap<&RecordId, usize> = HashMap::new();
         for t in &triaged {
-            if let Triaged::Pending { id, .. } = t {
-                *mentions.entry(id).or_default() += 1;
+            match t {
+                Triaged::Pending { id, .. } | Triaged::Ready(PageItem::Delete { id, .. }) => {
+                    *mentions.entry(id).or_default() += 1;
+                }
+                Triaged::Ready(_) => {}
             }
         }
         let ids: Vec<RecordId> = mentions.keys().map(|&id| id.clone()).collect();
         let live = self.inner.registry.store().live_hashes(&ids).await?;
-        // A record mentioned twice in the page is always prepared: its
-        // first mention may change it.
+        // A record mentioned twice in the page (a deletion included) is
+        // always prepared: its other mention may change it.
         let once: HashSet<RecordId> = mentions
             .into_iter()
             .filter(|(_, n)| *n == 1)

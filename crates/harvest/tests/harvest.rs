@@ -690,6 +690,39 @@ async fn a_stale_page_is_prepared_in_full(store: DynStore) {
     assert_eq!((back.version, &back.document), (3, &harvested.document));
     let live = store.live_hashes(&[four]).await.expect("hashes");
     assert!(live.values().all(|l| l.input.is_some()), "{live:?}");
+
+    // A record also deleted in its page is prepared, never kept: the
+    // deletion changes it first.
+    let text = String::from_utf8(body.to_vec()).expect("utf-8");
+    let deleted = "<record><header status=\"deleted\"><identifier>oai:fake:1</identifier>\
+                   <datestamp>2026-01-01T00:00:00Z</datestamp></header></record>";
+    let text = text.replacen("<ListRecords>", &format!("<ListRecords>{deleted}"), 1);
+    let page = parse_page(text.as_bytes()).expect("page");
+    let registered = registrar
+        .register_page(page.records, Utc::now())
+        .await
+        .expect("registered");
+    let one = id("fake-s", "oai:fake:1");
+    let kinds: Vec<&str> = registered
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            PageItem::Delete { id, .. } if *id == one => Some("delete"),
+            PageItem::Put { write, .. } if write.id == one => Some("put"),
+            PageItem::Keep { id, .. } if *id == one => Some("keep"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["delete", "put"]);
+    let c = store
+        .commit_page(run_id, registered.items, None, None)
+        .await
+        .expect("committed");
+    assert_eq!(
+        (c.seen, c.deleted, c.created, c.unchanged),
+        (11, 1, 0, 9),
+        "{c:?}"
+    );
 }
 
 sheaf_store::backend_tests!(
