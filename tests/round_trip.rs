@@ -307,11 +307,14 @@ async fn round_trip(a_db: TestDb, b_db: TestDb) {
     cfg.retry.max_attempts = 1;
     let registry = Registry::new(b.clone(), Limits::default());
     let stop = CancellationToken::new();
+    let run = async |options: RunOptions, what: &str| {
+        harvest(&registry, &cfg, &options, &stop, &NoProgress)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+    };
 
     next_second().await;
-    let first = harvest(&registry, &cfg, &RunOptions::default(), &stop, &NoProgress)
-        .await
-        .expect("first harvest");
+    let first = run(RunOptions::default(), "first harvest").await;
     assert_counts(
         &first,
         RunCounts {
@@ -339,9 +342,7 @@ async fn round_trip(a_db: TestDb, b_db: TestDb) {
     put(deposit("r3", "Three & more <things>")).await;
 
     next_second().await;
-    let second = harvest(&registry, &cfg, &RunOptions::default(), &stop, &NoProgress)
-        .await
-        .expect("incremental harvest");
+    let second = run(RunOptions::default(), "incremental harvest").await;
     assert_counts(
         &second,
         RunCounts {
@@ -366,17 +367,12 @@ async fn round_trip(a_db: TestDb, b_db: TestDb) {
     assert_eq!(r1.len(), 2, "r1: one version per change seen");
 
     // Nothing changed: the next incremental harvest finds nothing.
-    let third = harvest(&registry, &cfg, &RunOptions::default(), &stop, &NoProgress)
-        .await
-        .expect("empty harvest");
+    let third = run(RunOptions::default(), "empty harvest").await;
     assert_counts(&third, RunCounts::default());
 
     // A full re-harvest finds every live record unchanged and writes
     // nothing; each upstream deletion still counts as one.
-    let full = RunOptions::full();
-    let fourth = harvest(&registry, &cfg, &full, &stop, &NoProgress)
-        .await
-        .expect("full harvest");
+    let fourth = run(RunOptions::full(), "full harvest").await;
     assert_counts(
         &fourth,
         RunCounts {

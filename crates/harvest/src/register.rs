@@ -251,11 +251,8 @@ impl Registrar {
                 }
             }
         }
-        for (at, item) in self.prepare_all(to_prepare, harvest_time).await? {
-            items[at] = Some(item);
-        }
         Ok(RegisteredPage {
-            items: items.into_iter().flatten().collect(),
+            items: self.fill(items, to_prepare, harvest_time).await?,
             kept,
         })
     }
@@ -284,8 +281,21 @@ impl Registrar {
                 other => items.push(Some(other)),
             }
         }
-        for (at, item) in self.prepare_all(to_prepare, harvest_time).await? {
-            items[at] = Some(item);
+        self.fill(items, to_prepare, harvest_time).await
+    }
+
+    /// Prepares and validates records on the blocking threads, each into
+    /// the empty slot of `items` at the index it comes with.
+    async fn fill(
+        &self,
+        mut items: Vec<Option<PageItem>>,
+        records: Vec<(usize, RecordId, ContentHash, ParsedRecord)>,
+        harvest_time: DateTime<Utc>,
+    ) -> Result<Vec<PageItem>, RegisterError> {
+        if !records.is_empty() {
+            for (at, item) in self.prepare_all(records, harvest_time).await? {
+                items[at] = Some(item);
+            }
         }
         Ok(items.into_iter().flatten().collect())
     }
@@ -297,9 +307,6 @@ impl Registrar {
         records: Vec<(usize, RecordId, ContentHash, ParsedRecord)>,
         harvest_time: DateTime<Utc>,
     ) -> Result<Vec<(usize, PageItem)>, RegisterError> {
-        if records.is_empty() {
-            return Ok(Vec::new());
-        }
         let validator = self
             .inner
             .registry

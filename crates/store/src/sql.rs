@@ -250,6 +250,25 @@ macro_rules! sql_store {
             }
         }
 
+        /// Inserts `rows` in multi-row statements of [`ROWS_PER_STATEMENT`]
+        /// rows: `head` names the table and columns, `bind` binds one row,
+        /// `tail` follows the values (an `ON CONFLICT` clause, or nothing).
+        async fn insert_rows<T>(
+            conn: &mut Conn,
+            head: &'static str,
+            rows: &[T],
+            mut bind: impl FnMut(sqlx::query_builder::Separated<'_, $db, &'static str>, &T),
+            tail: &'static str,
+        ) -> Result<()> {
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::<$db>::new(head);
+                qb.push_values(chunk, &mut bind);
+                qb.push(tail);
+                qb.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
         /// Binds `values` as the items of an `IN (` list and closes it.
         fn push_in_list<'a>(
             qb: &mut QueryBuilder<$db>,
@@ -447,13 +466,13 @@ macro_rules! sql_store {
             inputs: &HashMap<i64, ContentHash>,
             before: &HashMap<RecordId, RecordVersion>,
         ) -> Result<()> {
-            for chunk in new.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::<$db>::new(
-                    "INSERT INTO record_versions (record_id, version, seq, deleted, schema_id, \
-                     schema_version, document, record, resources, acl, source_id, provenance, \
-                     content_hash, input_hash, changed_at) ",
-                );
-                qb.push_values(chunk, |mut b, v| {
+            insert_rows(
+                conn,
+                "INSERT INTO record_versions (record_id, version, seq, deleted, schema_id, \
+                 schema_version, document, record, resources, acl, source_id, provenance, \
+                 content_hash, input_hash, changed_at) ",
+                new,
+                |mut b, v| {
                     b.push_bind(v.id.as_str())
                         .push_bind(v.version)
                         .push_bind(v.seq)
@@ -469,9 +488,10 @@ macro_rules! sql_store {
                         .push_bind(v.content_hash.as_str())
                         .push_bind(inputs.get(&v.seq).map(ContentHash::as_str))
                         .push_bind(to_micros(v.changed_at));
-                });
-                qb.build().execute(&mut *conn).await?;
-            }
+                },
+                "",
+            )
+            .await?;
 
             // Each record's last version in the batch (a page may hold one
             // record twice); one upsert row a record.
@@ -481,12 +501,12 @@ macro_rules! sql_store {
             }
             let mut finals: Vec<&RecordVersion> = last.into_values().collect();
             finals.sort_by_key(|v| v.seq);
-            for chunk in finals.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::<$db>::new(
-                    "INSERT INTO records (record_id, version, seq, deleted, schema_id, source_id, \
-                     changed_at, created_at) ",
-                );
-                qb.push_values(chunk, |mut b, v| {
+            insert_rows(
+                conn,
+                "INSERT INTO records (record_id, version, seq, deleted, schema_id, source_id, \
+                 changed_at, created_at) ",
+                &finals,
+                |mut b, v| {
                     b.push_bind(v.id.as_str())
                         .push_bind(v.version)
                         .push_bind(v.seq)
@@ -495,14 +515,12 @@ macro_rules! sql_store {
                         .push_bind(v.source_id.as_ref().map(|s| s.as_str()))
                         .push_bind(to_micros(v.changed_at))
                         .push_bind(to_micros(v.created_at));
-                });
-                qb.push(
-                    " ON CONFLICT (record_id) DO UPDATE SET version = excluded.version, \
-                     seq = excluded.seq, deleted = excluded.deleted, schema_id = excluded.schema_id, \
-                     source_id = excluded.source_id, changed_at = excluded.changed_at",
-                );
-                qb.build().execute(&mut *conn).await?;
-            }
+                },
+                " ON CONFLICT (record_id) DO UPDATE SET version = excluded.version, \
+                 seq = excluded.seq, deleted = excluded.deleted, schema_id = excluded.schema_id, \
+                 source_id = excluded.source_id, changed_at = excluded.changed_at",
+            )
+            .await?;
 
             let sets: Vec<(i64, &str)> = new
                 .iter()
@@ -513,14 +531,16 @@ macro_rules! sql_store {
                         .map(move |s| (v.seq, s.as_str()))
                 })
                 .collect();
-            for chunk in sets.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::<$db>::new("INSERT INTO version_sets (seq, set_spec) ");
-                qb.push_values(chunk, |mut b, (seq, set)| {
+            insert_rows(
+                conn,
+                "INSERT INTO version_sets (seq, set_spec) ",
+                &sets,
+                |mut b, (seq, set)| {
                     b.push_bind(*seq).push_bind(*set);
-                });
-                qb.push(" ON CONFLICT DO NOTHING");
-                qb.build().execute(&mut *conn).await?;
-            }
+                },
+                " ON CONFLICT DO NOTHING",
+            )
+            .await?;
 
             let relinked: Vec<&RecordVersion> = finals
                 .iter()
@@ -602,16 +622,16 @@ macro_rules! sql_store {
             }
             links.sort_unstable();
             links.dedup();
-            for chunk in links.chunks(ROWS_PER_STATEMENT) {
-                let mut qb =
-                    QueryBuilder::<$db>::new("INSERT INTO record_resources (resource_id, record_id) ");
-                qb.push_values(chunk, |mut b, (key, id)| {
+            insert_rows(
+                conn,
+                "INSERT INTO record_resources (resource_id, record_id) ",
+                &links,
+                |mut b, (key, id)| {
                     b.push_bind(*key).push_bind(*id);
-                });
-                qb.push(" ON CONFLICT DO NOTHING");
-                qb.build().execute(&mut *conn).await?;
-            }
-            Ok(())
+                },
+                " ON CONFLICT DO NOTHING",
+            )
+            .await
         }
 
         /// Rewrites the ACL rows of records whose versions changed them.
@@ -631,16 +651,16 @@ macro_rules! sql_store {
             }
             let mut rows: Vec<((&str, &str), &str)> = rows.into_iter().collect();
             rows.sort_unstable();
-            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let mut qb =
-                    QueryBuilder::<$db>::new("INSERT INTO acl_entries (record_id, sid, permission) ");
-                qb.push_values(chunk, |mut b, ((id, sid), permission)| {
+            insert_rows(
+                conn,
+                "INSERT INTO acl_entries (record_id, sid, permission) ",
+                &rows,
+                |mut b, ((id, sid), permission)| {
                     b.push_bind(*id).push_bind(*sid).push_bind(*permission);
-                });
-                qb.push(" ON CONFLICT (record_id, sid) DO UPDATE SET permission = excluded.permission");
-                qb.build().execute(&mut *conn).await?;
-            }
-            Ok(())
+                },
+                " ON CONFLICT (record_id, sid) DO UPDATE SET permission = excluded.permission",
+            )
+            .await
         }
 
         /// Writes `outcome`'s new version, if it has one, over `current`.
