@@ -711,20 +711,19 @@ impl Walk<'_> {
     /// prepared in full and committed again.
     async fn commit(
         &self,
-        page: RegisteredPage,
+        mut page: RegisteredPage,
         checkpoint: Value,
         response_date: Option<String>,
     ) -> Result<RunCounts, HarvestError> {
         let response_date = response_date.or_else(|| self.fallback_date.clone());
-        if !page.has_kept() {
-            return Ok(self
-                .store
-                .commit_page(self.run_id, page.items, Some(checkpoint), response_date)
-                .await?);
-        }
-        // Keep items are small; the page is kept for the stale case.
-        let items = page.items.clone();
-        match self
+        // Only a page with Keep items can be stale; only then are its items
+        // (small, mostly keeps) copied for a second attempt.
+        let items = if page.has_kept() {
+            page.items.clone()
+        } else {
+            std::mem::take(&mut page.items)
+        };
+        let committed = self
             .store
             .commit_page(
                 self.run_id,
@@ -732,8 +731,8 @@ impl Walk<'_> {
                 Some(checkpoint.clone()),
                 response_date.clone(),
             )
-            .await
-        {
+            .await;
+        match committed {
             Err(StoreError::Stale(why)) => {
                 tracing::info!(source = %self.config.id, %why, "page changed while registering; preparing it in full");
                 let items = self.registrar.expand(page, Utc::now()).await?;

@@ -228,10 +228,16 @@ impl Oai {
     }
 
     /// The `oai_dc` fields an XSLT crosswalk makes of a live record whose
-    /// document is not Dublin Core; `None` when no stylesheet applies or
-    /// the transform failed (then the DataCite crosswalk is used).
-    async fn xslt_dc(&self, rec: &RecordVersion, info: &SchemaInfo) -> Option<Vec<DcField>> {
-        if rec.deleted || info.is_oai_dc() {
+    /// document is not Dublin Core, disseminated as `prefix`; `None` for
+    /// another prefix, when no stylesheet applies or when the transform
+    /// failed (then the DataCite crosswalk is used).
+    async fn xslt_dc(
+        &self,
+        rec: &RecordVersion,
+        info: &SchemaInfo,
+        prefix: &str,
+    ) -> Option<Vec<DcField>> {
+        if prefix != "oai_dc" || rec.deleted || info.is_oai_dc() {
             return None;
         }
         let index = self
@@ -356,18 +362,13 @@ impl Oai {
         let now = Utc::now();
         let rec = self.record_for(identifier).await?;
         let info = self.schema_info(&rec.schema_id, rec.schema_version).await?;
-        let native = prefix != "oai_dc";
-        if native && !(info.publishable() && info.prefix == prefix) {
+        if prefix != "oai_dc" && !(info.publishable() && info.prefix == prefix) {
             return err(
                 Code::CannotDisseminateFormat,
                 format!("the item is not available as {prefix}"),
             );
         }
-        let crossed = if native {
-            None
-        } else {
-            self.xslt_dc(&rec, &info).await
-        };
+        let crossed = self.xslt_dc(&rec, &info, prefix).await;
         let mut x = xml::writer();
         envelope_start(&mut x, now, &ctx.base_url, &req.echo())?;
         start(&mut x, "GetRecord", &[])?;
@@ -663,11 +664,7 @@ impl ListBody {
                     .schema_info(&rec.schema_id, rec.schema_version)
                     .await
                     .map_err(io::Error::other)?;
-                let crossed = if self.prefix == "oai_dc" {
-                    self.oai.xslt_dc(rec, &info).await
-                } else {
-                    None
-                };
+                let crossed = self.oai.xslt_dc(rec, &info, &self.prefix).await;
                 write_record(
                     &mut self.x,
                     &oai_id,
