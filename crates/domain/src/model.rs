@@ -158,9 +158,31 @@ impl RecordWrite {
         let mut acl = self.acl.clone();
         acl.sort();
         acl.dedup();
-        let resources = resources.join("\n");
-        let acl = serde_json::to_string(&acl).unwrap_or_default();
+        self.hash_with(&resources, &acl, &self.record.to_string())
+    }
+
+    /// Sorts and dedups the resources and ACL (as the store keeps them)
+    /// and renders what the store writes as text, once: the content hash
+    /// and the JSON of the record fields and provenance.
+    pub fn render(&mut self) -> Rendered {
+        self.resources.sort();
+        self.resources.dedup();
+        self.acl.sort();
+        self.acl.dedup();
         let record = self.record.to_string();
+        Rendered {
+            hash: self.hash_with(&self.resources, &self.acl, &record),
+            record,
+            provenance: self
+                .provenance
+                .as_ref()
+                .map(|p| serde_json::to_string(p).unwrap_or_default()),
+        }
+    }
+
+    fn hash_with(&self, resources: &[String], acl: &[AclEntry], record: &str) -> ContentHash {
+        let resources = resources.join("\n");
+        let acl = serde_json::to_string(acl).unwrap_or_default();
         let schema_version = self.schema_version.to_string();
         let source = self.source_id.as_ref().map(|s| s.as_str()).unwrap_or("");
         ContentHash::of_parts([
@@ -173,6 +195,19 @@ impl RecordWrite {
             source.as_bytes(),
         ])
     }
+}
+
+/// What the store writes of a [`RecordWrite`] as text, rendered by whoever
+/// prepares the write ([`RecordWrite::render`]) so that the store's serial
+/// commit path binds it instead of serialising it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// [`RecordWrite::content_hash`].
+    pub hash: ContentHash,
+    /// The record fields as compact JSON.
+    pub record: String,
+    /// The provenance as JSON.
+    pub provenance: Option<String>,
 }
 
 /// How a write states the version it expects to replace.
@@ -368,18 +403,18 @@ pub struct HarvestRun {
 /// One item of a harvested page, committed together with the checkpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PageItem {
-    /// A write; it makes a new version unless `hash` equals the live
-    /// version's content hash. `hash` must be the write's
-    /// [`RecordWrite::content_hash`] (computed by whoever prepares the
-    /// write, off the store's serial commit path; [`PageItem::put`] and
+    /// A write; it makes a new version unless its content hash equals the
+    /// live version's. `rendered` must be the write's own
+    /// [`RecordWrite::render`] (made by whoever prepares the write, off the
+    /// store's serial commit path; [`PageItem::put`] and
     /// [`PageItem::harvested`] do). `input` is the harvester's key of what
     /// the write was derived from (source, schema, resource rule, OAI
     /// identifier, document), kept with the version so that the next
     /// harvest can recognise an unchanged record before deriving anything
     /// from it (see `Keep`).
     Put {
-        write: RecordWrite,
-        hash: ContentHash,
+        write: Box<RecordWrite>,
+        rendered: Rendered,
         input: Option<ContentHash>,
     },
     /// A record the harvester found unchanged by its input key (the live
@@ -401,21 +436,21 @@ pub enum PageItem {
 
 impl PageItem {
     /// A write without an input key.
-    pub fn put(write: RecordWrite) -> Self {
-        let hash = write.content_hash();
+    pub fn put(mut write: RecordWrite) -> Self {
+        let rendered = write.render();
         PageItem::Put {
-            write,
-            hash,
+            write: Box::new(write),
+            rendered,
             input: None,
         }
     }
 
     /// A harvested write with the key of its input.
-    pub fn harvested(write: RecordWrite, input: ContentHash) -> Self {
-        let hash = write.content_hash();
+    pub fn harvested(mut write: RecordWrite, input: ContentHash) -> Self {
+        let rendered = write.render();
         PageItem::Put {
-            write,
-            hash,
+            write: Box::new(write),
+            rendered,
             input: Some(input),
         }
     }
@@ -427,4 +462,73 @@ pub struct LiveHashes {
     pub content: ContentHash,
     /// The input key it was harvested with, if any.
     pub input: Option<ContentHash>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn rendering_normalises_and_matches_the_content_hash() {
+        let mut write = RecordWrite {
+            id: RecordId::parse("r1").expect("id"),
+            schema_id: SchemaId::parse("dc").expect("schema"),
+            schema_version: 2,
+            document: b"<dc/>".to_vec(),
+            record: json!({"titles": [{"value": "T"}], "creators": []}),
+            resources: vec![
+                "https://b.example".into(),
+                "https://a.example".into(),
+                "https://b.example".into(),
+            ],
+            acl: vec![
+                AclEntry {
+                    sid: "z".into(),
+                    permission: Permission::Read,
+                },
+                AclEntry {
+                    sid: "a".into(),
+                    permission: Permission::Write,
+                },
+                AclEntry {
+                    sid: "z".into(),
+                    permission: Permission::Read,
+                },
+            ],
+            source_id: Some(SourceId::parse("src").expect("source")),
+            provenance: Some(Provenance {
+                harvest_time: DateTime::<Utc>::UNIX_EPOCH,
+                base_url: "https://p.example/oai".into(),
+                oai_identifier: "oai:p:1".into(),
+                datestamp: "2026-01-01".into(),
+                metadata_namespace: None,
+                set_specs: vec!["s".into()],
+            }),
+        };
+        let before = write.content_hash();
+        let rendered = write.render();
+        assert_eq!(
+            rendered.hash, before,
+            "the hash does not depend on order or repeats"
+        );
+        assert_eq!(rendered.hash, write.content_hash());
+        assert_eq!(write.resources, ["https://a.example", "https://b.example"]);
+        assert_eq!(
+            write.acl.iter().map(|e| e.sid.as_str()).collect::<Vec<_>>(),
+            ["a", "z"]
+        );
+        assert_eq!(rendered.record, write.record.to_string());
+        let provenance: Provenance =
+            serde_json::from_str(rendered.provenance.as_deref().expect("provenance"))
+                .expect("json");
+        assert_eq!(Some(provenance), write.provenance);
+
+        // Provenance is not content; the record fields are.
+        write.provenance = None;
+        assert_eq!(write.render().hash, before);
+        write.record = json!({"titles": [{"value": "U"}]});
+        assert_ne!(write.render().hash, before);
+    }
 }

@@ -20,7 +20,8 @@ use chrono::{DateTime, Utc};
 use sheaf_domain::ContentHash;
 use sheaf_domain::RecordId;
 use sheaf_domain::model::{
-    AclEntry, Expect, Provenance, RecordVersion, RecordWrite, RunCounts, WriteOutcome,
+    AclEntry, Expect, LiveHashes, Provenance, RecordVersion, RecordWrite, Rendered, RunCounts,
+    WriteOutcome,
 };
 
 use crate::StoreError;
@@ -109,6 +110,19 @@ pub(crate) fn check_expect(
             c.version
         ))),
     }
+}
+
+/// A record's current version as far as deciding a page needs it.
+pub(crate) struct Head {
+    pub deleted: bool,
+    pub hashes: LiveHashes,
+}
+
+/// What a page's put brings to the store beside its version: the text its
+/// writer rendered, and the harvester's input key.
+pub(crate) struct Brought {
+    pub rendered: Rendered,
+    pub input: Option<ContentHash>,
 }
 
 /// What a put makes of a record's current version: a new version (its
@@ -253,16 +267,19 @@ macro_rules! sql_store {
         /// Inserts `rows` in multi-row statements of [`ROWS_PER_STATEMENT`]
         /// rows: `head` names the table and columns, `bind` binds one row,
         /// `tail` follows the values (an `ON CONFLICT` clause, or nothing).
+        /// Rows given by value are bound by value: their strings and bytes
+        /// move into the statement instead of being copied.
         async fn insert_rows<T>(
             conn: &mut Conn,
             head: &'static str,
-            rows: &[T],
-            mut bind: impl FnMut(sqlx::query_builder::Separated<'_, $db, &'static str>, &T),
+            rows: impl IntoIterator<Item = T>,
+            mut bind: impl FnMut(sqlx::query_builder::Separated<'_, $db, &'static str>, T),
             tail: &'static str,
         ) -> Result<()> {
-            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut rows = rows.into_iter().peekable();
+            while rows.peek().is_some() {
                 let mut qb = QueryBuilder::<$db>::new(head);
-                qb.push_values(chunk, &mut bind);
+                qb.push_values(rows.by_ref().take(ROWS_PER_STATEMENT), &mut bind);
                 qb.push(tail);
                 qb.build().execute(&mut *conn).await?;
             }
@@ -404,20 +421,17 @@ macro_rules! sql_store {
             Ok(out)
         }
 
-        /// The hashes of the current version of each of `ids` that is live,
-        /// a statement per [`ROWS_PER_STATEMENT`] ids.
-        async fn live_hashes_on(
-            conn: &mut Conn,
-            ids: &[&RecordId],
-        ) -> Result<HashMap<RecordId, LiveHashes>> {
+        /// The hashes of the current version of each of `ids` that exists
+        /// and whether it is a tombstone, a statement per
+        /// [`ROWS_PER_STATEMENT`] ids.
+        async fn heads_on(conn: &mut Conn, ids: &[&RecordId]) -> Result<HashMap<RecordId, Head>> {
             let mut out = HashMap::with_capacity(ids.len());
             for chunk in ids.chunks(ROWS_PER_STATEMENT) {
                 let mut qb = QueryBuilder::<$db>::new(
-                    "SELECT r.record_id, v.content_hash, v.input_hash FROM records r \
+                    "SELECT r.record_id, r.deleted, v.content_hash, v.input_hash FROM records r \
                      JOIN record_versions v ON v.record_id = r.record_id AND v.version = r.version \
-                     WHERE r.deleted = ",
+                     WHERE r.record_id IN (",
                 );
-                qb.push_bind(false).push(" AND r.record_id IN (");
                 push_in_list(&mut qb, chunk.iter().map(|id| id.as_str()));
                 for row in qb.build().fetch_all(&mut *conn).await? {
                     let id: String = row.try_get("record_id")?;
@@ -426,9 +440,12 @@ macro_rules! sql_store {
                     let input: Option<String> = row.try_get("input_hash")?;
                     out.insert(
                         id,
-                        LiveHashes {
-                            content: ContentHash::from_stored(row.try_get("content_hash")?),
-                            input: input.map(ContentHash::from_stored),
+                        Head {
+                            deleted: row.try_get("deleted")?,
+                            hashes: LiveHashes {
+                                content: ContentHash::from_stored(row.try_get("content_hash")?),
+                                input: input.map(ContentHash::from_stored),
+                            },
                         },
                     );
                 }
@@ -459,13 +476,17 @@ macro_rules! sql_store {
         /// statements whatever the number of versions. `before` holds the
         /// current versions the batch replaces: resource links and ACL rows
         /// are rewritten only for records whose links changed, which keeps
-        /// the common harvest write to three statements a batch.
+        /// the common harvest write to three statements a batch. `brought`
+        /// holds, by sequence, what a page's puts brought beside their
+        /// versions (rendered text, input keys); the versions move into
+        /// their statement last.
         async fn write_versions(
             conn: &mut Conn,
-            new: &[RecordVersion],
-            inputs: &HashMap<i64, ContentHash>,
+            new: Vec<RecordVersion>,
+            mut brought: HashMap<i64, Brought>,
             before: &HashMap<RecordId, RecordVersion>,
         ) -> Result<()> {
+            write_heads(conn, &new, before).await?;
             insert_rows(
                 conn,
                 "INSERT INTO record_versions (record_id, version, seq, deleted, schema_id, \
@@ -473,26 +494,40 @@ macro_rules! sql_store {
                  content_hash, input_hash, changed_at) ",
                 new,
                 |mut b, v| {
+                    let (record, provenance, input) = match brought.remove(&v.seq) {
+                        Some(Brought { rendered, input }) => {
+                            (rendered.record, rendered.provenance, input)
+                        }
+                        None => (v.record.to_string(), v.provenance.as_ref().map(to_json), None),
+                    };
                     b.push_bind(v.id.as_str())
                         .push_bind(v.version)
                         .push_bind(v.seq)
                         .push_bind(v.deleted)
                         .push_bind(v.schema_id.as_str())
                         .push_bind(v.schema_version)
-                        .push_bind(v.document.as_slice())
-                        .push_bind(v.record.to_string())
+                        .push_bind(v.document)
+                        .push_bind(record)
                         .push_bind(to_json(&v.resources))
                         .push_bind(to_json(&v.acl))
                         .push_bind(v.source_id.as_ref().map(|s| s.as_str()))
-                        .push_bind(v.provenance.as_ref().map(to_json))
+                        .push_bind(provenance)
                         .push_bind(v.content_hash.as_str())
-                        .push_bind(inputs.get(&v.seq).map(ContentHash::as_str))
+                        .push_bind(input.as_ref().map(ContentHash::as_str))
                         .push_bind(to_micros(v.changed_at));
                 },
                 "",
             )
-            .await?;
+            .await
+        }
 
+        /// Points each record of `new` at its last version there: its head
+        /// row, set memberships, resource links and ACL rows.
+        async fn write_heads(
+            conn: &mut Conn,
+            new: &[RecordVersion],
+            before: &HashMap<RecordId, RecordVersion>,
+        ) -> Result<()> {
             // Each record's last version in the batch (a page may hold one
             // record twice); one upsert row a record.
             let mut last: HashMap<&RecordId, &RecordVersion> = HashMap::with_capacity(new.len());
@@ -675,7 +710,7 @@ macro_rules! sql_store {
             };
             let before: HashMap<RecordId, RecordVersion> =
                 current.map(|c| (c.id.clone(), c)).into_iter().collect();
-            write_versions(conn, std::slice::from_ref(new), &HashMap::new(), &before).await
+            write_versions(conn, vec![new.clone()], HashMap::new(), &before).await
         }
 
         async fn apply_put(
@@ -1118,7 +1153,12 @@ macro_rules! sql_store {
             async fn live_hashes(&self, ids: &[RecordId]) -> Result<HashMap<RecordId, LiveHashes>> {
                 let mut conn = self.pool.acquire().await?;
                 let ids: Vec<&RecordId> = ids.iter().collect();
-                live_hashes_on(&mut conn, &ids).await
+                Ok(heads_on(&mut conn, &ids)
+                    .await?
+                    .into_iter()
+                    .filter(|(_, head)| !head.deleted)
+                    .map(|(id, head)| (id, head.hashes))
+                    .collect())
             }
 
             async fn record_acl(&self, id: &RecordId) -> Result<Vec<AclEntry>> {
@@ -1353,28 +1393,34 @@ macro_rules! sql_store {
                 }
                 // The page is decided in memory in page order (a record may
                 // come twice) and written in a few multi-row statements.
-                // Current versions are read in two steps: the live hashes of
-                // the records put or kept, which settle every unchanged record
-                // without reading it, then the full current version of the
-                // rest.
+                // Current versions are read in two steps: the heads of the
+                // records mentioned, whose hashes settle every unchanged
+                // record without reading it, then the full current version
+                // of the rest that exist (none on a first harvest).
                 let looked_up: Vec<&RecordId> = items
                     .iter()
                     .filter_map(|item| match item {
                         PageItem::Put { write, .. } => Some(&write.id),
-                        PageItem::Keep { id, .. } => Some(id),
-                        _ => None,
+                        PageItem::Keep { id, .. } | PageItem::Delete { id, .. } => Some(id),
+                        PageItem::Reject(_) => None,
                     })
                     .collect();
-                let live = live_hashes_on(&mut tx, &looked_up).await?;
+                let heads = heads_on(&mut tx, &looked_up).await?;
+                let live: HashMap<&RecordId, &LiveHashes> = heads
+                    .iter()
+                    .filter(|(_, head)| !head.deleted)
+                    .map(|(id, head)| (id, &head.hashes))
+                    .collect();
                 // A record is settled when every mention of it in the page is
                 // a put of its live content or a keep of its live input key;
                 // the others are read whole.
                 let mut settled: HashMap<RecordId, bool> = HashMap::new();
                 for item in &items {
                     let (id, same) = match item {
-                        PageItem::Put { write, hash, .. } => {
-                            (&write.id, live.get(&write.id).map(|l| &l.content) == Some(hash))
-                        }
+                        PageItem::Put { write, rendered, .. } => (
+                            &write.id,
+                            live.get(&write.id).map(|l| &l.content) == Some(&rendered.hash),
+                        ),
                         PageItem::Keep { id, input } => {
                             (id, live.get(id).and_then(|l| l.input.as_ref()) == Some(input))
                         }
@@ -1398,7 +1444,7 @@ macro_rules! sql_store {
                 }
                 let ids: Vec<&RecordId> = settled
                     .iter()
-                    .filter(|(_, unchanged)| !**unchanged)
+                    .filter(|(id, unchanged)| !**unchanged && heads.contains_key(*id))
                     .map(|(id, _)| id)
                     .collect();
                 let before = current_versions(&mut tx, &ids).await?;
@@ -1407,14 +1453,15 @@ macro_rules! sql_store {
                 let mut new: Vec<RecordVersion> = Vec::new();
                 let mut rejections = Vec::new();
                 let mut counts = RunCounts::default();
-                // Input keys of the new versions (by seq), and of live
-                // versions whose content a put repeated under a new key.
-                let mut inputs: HashMap<i64, ContentHash> = HashMap::new();
+                // What the puts brought beside their new versions (by seq),
+                // and the input keys of live versions whose content a put
+                // repeated under a new key.
+                let mut brought: HashMap<i64, Brought> = HashMap::new();
                 let mut rekeyed: Vec<(RecordId, ContentHash)> = Vec::new();
                 for item in items {
                     counts.seen += 1;
                     let outcome = match item {
-                        PageItem::Put { write, hash, input } => {
+                        PageItem::Put { write, rendered, input } => {
                             if settled.get(&write.id) == Some(&true) {
                                 counts.unchanged += 1;
                                 if let Some(input) = input
@@ -1425,10 +1472,10 @@ macro_rules! sql_store {
                                 continue;
                             }
                             let current = heads.get(&write.id).map(|&i| &new[i]).or_else(|| before.get(&write.id));
-                            let o = next_put(current, write, hash, Expect::Any, &mut clock)?;
+                            let o = next_put(current, *write, rendered.hash.clone(), Expect::Any, &mut clock)?;
                             count(&mut counts, &o);
-                            if let (WriteOutcome::Created(v) | WriteOutcome::Updated(v), Some(input)) = (&o, input) {
-                                inputs.insert(v.seq, input);
+                            if let WriteOutcome::Created(v) | WriteOutcome::Updated(v) = &o {
+                                brought.insert(v.seq, Brought { rendered, input });
                             }
                             o
                         }
@@ -1460,7 +1507,7 @@ macro_rules! sql_store {
                         new.push(v);
                     }
                 }
-                write_versions(&mut tx, &new, &inputs, &before).await?;
+                write_versions(&mut tx, new, brought, &before).await?;
                 rekey_live(&mut tx, &rekeyed).await?;
                 for r in &rejections {
                     if !rejected_in_run(&mut tx, r).await? {
