@@ -636,12 +636,21 @@ macro_rules! sql_store {
                 qb.push_values(chunk, |mut b, i| {
                     b.push_bind(*i);
                 });
-                qb.push(" ON CONFLICT (identifier) DO NOTHING");
-                qb.build().execute(&mut *conn).await?;
+                // New resources come back from the insert; only those that
+                // existed already are read (none on a first harvest).
+                qb.push(" ON CONFLICT (identifier) DO NOTHING RETURNING resource_id, identifier");
+                for row in qb.build().fetch_all(&mut *conn).await? {
+                    keys.insert(row.try_get("identifier")?, row.try_get("resource_id")?);
+                }
+                let known: Vec<&str> =
+                    chunk.iter().copied().filter(|i| !keys.contains_key(*i)).collect();
+                if known.is_empty() {
+                    continue;
+                }
                 let mut qb = QueryBuilder::<$db>::new(
                     "SELECT resource_id, identifier FROM resources WHERE identifier IN (",
                 );
-                push_in_list(&mut qb, chunk.iter().copied());
+                push_in_list(&mut qb, known);
                 for row in qb.build().fetch_all(&mut *conn).await? {
                     keys.insert(row.try_get("identifier")?, row.try_get("resource_id")?);
                 }
