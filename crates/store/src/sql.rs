@@ -630,50 +630,35 @@ macro_rules! sql_store {
                 .collect();
             identifiers.sort_unstable();
             identifiers.dedup();
-            let mut keys: HashMap<String, i64> = HashMap::with_capacity(identifiers.len());
-            for chunk in identifiers.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::<$db>::new("INSERT INTO resources (identifier) ");
-                qb.push_values(chunk, |mut b, i| {
+            insert_rows(
+                conn,
+                "INSERT INTO resources (identifier) ",
+                &identifiers,
+                |mut b, i| {
                     b.push_bind(*i);
-                });
-                // New resources come back from the insert; only those that
-                // existed already are read (none on a first harvest).
-                qb.push(" ON CONFLICT (identifier) DO NOTHING RETURNING resource_id, identifier");
-                for row in qb.build().fetch_all(&mut *conn).await? {
-                    keys.insert(row.try_get("identifier")?, row.try_get("resource_id")?);
-                }
-                let known: Vec<&str> =
-                    chunk.iter().copied().filter(|i| !keys.contains_key(*i)).collect();
-                if known.is_empty() {
-                    continue;
-                }
-                let mut qb = QueryBuilder::<$db>::new(
-                    "SELECT resource_id, identifier FROM resources WHERE identifier IN (",
-                );
-                push_in_list(&mut qb, known);
-                for row in qb.build().fetch_all(&mut *conn).await? {
-                    keys.insert(row.try_get("identifier")?, row.try_get("resource_id")?);
-                }
-            }
-            let mut links: Vec<(i64, &str)> = Vec::new();
-            for v in versions {
-                for r in &v.resources {
-                    let key = keys
-                        .get(r.as_str())
-                        .ok_or_else(|| StoreError::Corrupt(format!("resource {r:?} vanished")))?;
-                    links.push((*key, v.id.as_str()));
-                }
-            }
+                },
+                " ON CONFLICT (identifier) DO NOTHING",
+            )
+            .await?;
+            // Links name their resource by identifier and find its key in
+            // the same statement (`WHERE true` keeps SQLite from reading the
+            // join's `ON` as the start of the upsert clause).
+            let mut links: Vec<(&str, &str)> = versions
+                .iter()
+                .flat_map(|v| v.resources.iter().map(|r| (r.as_str(), v.id.as_str())))
+                .collect();
             links.sort_unstable();
             links.dedup();
             insert_rows(
                 conn,
-                "INSERT INTO record_resources (resource_id, record_id) ",
+                "INSERT INTO record_resources (resource_id, record_id) \
+                 SELECT r.resource_id, v.column2 FROM (",
                 &links,
-                |mut b, (key, id)| {
-                    b.push_bind(*key).push_bind(*id);
+                |mut b, (identifier, id)| {
+                    b.push_bind(*identifier).push_bind(*id);
                 },
-                " ON CONFLICT DO NOTHING",
+                ") AS v JOIN resources r ON r.identifier = v.column1 WHERE true \
+                 ON CONFLICT DO NOTHING",
             )
             .await
         }
