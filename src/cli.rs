@@ -111,10 +111,7 @@ enum ConfigCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match sheaf_harvest::run::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sheaf: error: cannot start the runtime: {e}");

@@ -36,10 +36,8 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    // The daemon's runtime, so that memory is measured as it runs.
+    let rt = sheaf_harvest::run::runtime().expect("runtime");
     rt.block_on(run());
 }
 
