@@ -153,36 +153,34 @@ impl RecordWrite {
     /// schema link, resource links, ACL and record fields — not provenance.
     pub fn content_hash(&self) -> ContentHash {
         let mut resources = self.resources.clone();
-        resources.sort();
-        resources.dedup();
         let mut acl = self.acl.clone();
-        acl.sort();
-        acl.dedup();
-        self.hash_with(&resources, &acl, &self.record.to_string())
+        normalise(&mut resources, &mut acl);
+        self.hash_with(&resources, &json(&acl), &self.record.to_string())
     }
 
-    /// Sorts and dedups the resources and ACL (as the store keeps them)
-    /// and renders what the store writes as text, once: the content hash
-    /// and the JSON of the record fields and provenance.
+    /// Sorts and dedups the resources and ACL, as the store keeps them.
+    pub fn normalise(&mut self) {
+        normalise(&mut self.resources, &mut self.acl);
+    }
+
+    /// Normalises the write and renders what the store writes as text,
+    /// once: the content hash and the JSON of the record fields,
+    /// resources, ACL and provenance.
     pub fn render(&mut self) -> Rendered {
-        self.resources.sort();
-        self.resources.dedup();
-        self.acl.sort();
-        self.acl.dedup();
+        self.normalise();
         let record = self.record.to_string();
+        let acl = json(&self.acl);
         Rendered {
-            hash: self.hash_with(&self.resources, &self.acl, &record),
+            hash: self.hash_with(&self.resources, &acl, &record),
             record,
-            provenance: self
-                .provenance
-                .as_ref()
-                .map(|p| serde_json::to_string(p).unwrap_or_default()),
+            resources: json(&self.resources),
+            acl,
+            provenance: self.provenance.as_ref().map(json),
         }
     }
 
-    fn hash_with(&self, resources: &[String], acl: &[AclEntry], record: &str) -> ContentHash {
+    fn hash_with(&self, resources: &[String], acl_json: &str, record: &str) -> ContentHash {
         let resources = resources.join("\n");
-        let acl = serde_json::to_string(acl).unwrap_or_default();
         let schema_version = self.schema_version.to_string();
         let source = self.source_id.as_ref().map(|s| s.as_str()).unwrap_or("");
         ContentHash::of_parts([
@@ -190,11 +188,24 @@ impl RecordWrite {
             self.schema_id.as_str().as_bytes(),
             schema_version.as_bytes(),
             resources.as_bytes(),
-            acl.as_bytes(),
+            acl_json.as_bytes(),
             record.as_bytes(),
             source.as_bytes(),
         ])
     }
+}
+
+fn normalise(resources: &mut Vec<String>, acl: &mut Vec<AclEntry>) {
+    resources.sort();
+    resources.dedup();
+    acl.sort();
+    acl.dedup();
+}
+
+/// Compact JSON of our own plain data types (which cannot fail to
+/// serialise).
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
 /// What the store writes of a [`RecordWrite`] as text, rendered by whoever
@@ -206,6 +217,10 @@ pub struct Rendered {
     pub hash: ContentHash,
     /// The record fields as compact JSON.
     pub record: String,
+    /// The (sorted) resources as JSON.
+    pub resources: String,
+    /// The (sorted) ACL as JSON.
+    pub acl: String,
     /// The provenance as JSON.
     pub provenance: Option<String>,
 }
@@ -520,6 +535,14 @@ mod tests {
             ["a", "z"]
         );
         assert_eq!(rendered.record, write.record.to_string());
+        assert_eq!(
+            rendered.resources,
+            serde_json::to_string(&write.resources).expect("json")
+        );
+        assert_eq!(
+            rendered.acl,
+            serde_json::to_string(&write.acl).expect("json")
+        );
         let provenance: Provenance =
             serde_json::from_str(rendered.provenance.as_deref().expect("provenance"))
                 .expect("json");

@@ -901,8 +901,8 @@ impl Fetcher {
 /// The runtime Sheaf runs on (daemon and commands alike): tokio's
 /// multi-thread runtime with blocking threads (record preparation,
 /// validation, page parsing, DNS) capped at twice the cores, at least 4.
-/// With tokio's default cap of 512, a harvest leaves a dozen blocking
-/// threads behind, each with a malloc arena of freed pages: the 1M-record
+/// With tokio's default cap of 512, a harvest left about seven blocking
+/// threads, each with a malloc arena of freed pages: the 1M-record
 /// harvest benchmark peaked at 97 to 100 MB that way and at 84 to 87 MB
 /// with 4 threads on 2 cores, at the same speed.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {

@@ -125,6 +125,18 @@ pub(crate) struct Brought {
     pub input: Option<ContentHash>,
 }
 
+/// The text columns of a version no writer rendered (a tombstone, or a
+/// single-record write).
+pub(crate) fn render_version(v: &RecordVersion) -> Rendered {
+    Rendered {
+        hash: v.content_hash.clone(),
+        record: v.record.to_string(),
+        resources: to_json(&v.resources),
+        acl: to_json(&v.acl),
+        provenance: v.provenance.as_ref().map(to_json),
+    }
+}
+
 /// What a put makes of a record's current version: a new version (its
 /// sequence and time taken from `clock`), or `unchanged` when its content
 /// hash (`hash`, the write's [`RecordWrite::content_hash`]) matches a live
@@ -140,10 +152,7 @@ pub(crate) fn next_put(
     if let Some(c) = current.filter(|c| !c.deleted && c.content_hash == hash) {
         return Ok(WriteOutcome::Unchanged(c.clone()));
     }
-    w.resources.sort();
-    w.acl.sort();
-    w.acl.dedup();
-    w.resources.dedup();
+    w.normalise();
     let (seq, now) = clock.tick();
     let now = from_micros(now)?;
     let v = RecordVersion {
@@ -494,11 +503,9 @@ macro_rules! sql_store {
                  content_hash, input_hash, changed_at) ",
                 new,
                 |mut b, v| {
-                    let (record, provenance, input) = match brought.remove(&v.seq) {
-                        Some(Brought { rendered, input }) => {
-                            (rendered.record, rendered.provenance, input)
-                        }
-                        None => (v.record.to_string(), v.provenance.as_ref().map(to_json), None),
+                    let (r, input) = match brought.remove(&v.seq) {
+                        Some(Brought { rendered, input }) => (rendered, input),
+                        None => (render_version(&v), None),
                     };
                     b.push_bind(v.id.as_str())
                         .push_bind(v.version)
@@ -507,11 +514,11 @@ macro_rules! sql_store {
                         .push_bind(v.schema_id.as_str())
                         .push_bind(v.schema_version)
                         .push_bind(v.document)
-                        .push_bind(record)
-                        .push_bind(to_json(&v.resources))
-                        .push_bind(to_json(&v.acl))
+                        .push_bind(r.record)
+                        .push_bind(r.resources)
+                        .push_bind(r.acl)
                         .push_bind(v.source_id.as_ref().map(|s| s.as_str()))
-                        .push_bind(provenance)
+                        .push_bind(r.provenance)
                         .push_bind(v.content_hash.as_str())
                         .push_bind(input.as_ref().map(ContentHash::as_str))
                         .push_bind(to_micros(v.changed_at));
@@ -1400,11 +1407,7 @@ macro_rules! sql_store {
                     })
                     .collect();
                 let heads = heads_on(&mut tx, &looked_up).await?;
-                let live: HashMap<&RecordId, &LiveHashes> = heads
-                    .iter()
-                    .filter(|(_, head)| !head.deleted)
-                    .map(|(id, head)| (id, &head.hashes))
-                    .collect();
+                let live = |id: &RecordId| heads.get(id).filter(|h| !h.deleted).map(|h| &h.hashes);
                 // A record is settled when every mention of it in the page is
                 // a put of its live content or a keep of its live input key;
                 // the others are read whole.
@@ -1413,10 +1416,10 @@ macro_rules! sql_store {
                     let (id, same) = match item {
                         PageItem::Put { write, rendered, .. } => (
                             &write.id,
-                            live.get(&write.id).map(|l| &l.content) == Some(&rendered.hash),
+                            live(&write.id).map(|l| &l.content) == Some(&rendered.hash),
                         ),
                         PageItem::Keep { id, input } => {
-                            (id, live.get(id).and_then(|l| l.input.as_ref()) == Some(input))
+                            (id, live(id).and_then(|l| l.input.as_ref()) == Some(input))
                         }
                         PageItem::Delete { id, .. } => (id, false),
                         PageItem::Reject(_) => continue,
@@ -1459,7 +1462,7 @@ macro_rules! sql_store {
                             if settled.get(&write.id) == Some(&true) {
                                 counts.unchanged += 1;
                                 if let Some(input) = input
-                                    && live.get(&write.id).and_then(|l| l.input.as_ref()) != Some(&input)
+                                    && live(&write.id).and_then(|l| l.input.as_ref()) != Some(&input)
                                 {
                                     rekeyed.push((write.id, input));
                                 }
