@@ -426,7 +426,9 @@ pub enum PageItem {
     /// the write was derived from (source, schema, resource rule, OAI
     /// identifier, document), kept with the version so that the next
     /// harvest can recognise an unchanged record before deriving anything
-    /// from it (see `Keep`).
+    /// from it (see `Keep`). The record fields travel as
+    /// `rendered.record`, which is what the store writes; `write.record`
+    /// is left `Null`.
     Put {
         write: Box<RecordWrite>,
         rendered: Rendered,
@@ -451,22 +453,24 @@ pub enum PageItem {
 
 impl PageItem {
     /// A write without an input key.
-    pub fn put(mut write: RecordWrite) -> Self {
-        let rendered = write.render();
-        PageItem::Put {
-            write: Box::new(write),
-            rendered,
-            input: None,
-        }
+    pub fn put(write: RecordWrite) -> Self {
+        Self::rendered(write, None)
     }
 
     /// A harvested write with the key of its input.
-    pub fn harvested(mut write: RecordWrite, input: ContentHash) -> Self {
+    pub fn harvested(write: RecordWrite, input: ContentHash) -> Self {
+        Self::rendered(write, Some(input))
+    }
+
+    fn rendered(mut write: RecordWrite, input: Option<ContentHash>) -> Self {
         let rendered = write.render();
+        // The fields' tree (dozens of allocations) is freed here, on the
+        // thread that built it, not on the store's serial commit path.
+        write.record = Value::Null;
         PageItem::Put {
             write: Box::new(write),
             rendered,
-            input: Some(input),
+            input,
         }
     }
 }

@@ -88,9 +88,12 @@ impl Clock {
     }
 }
 
-/// Most rows one multi-row statement writes or looks up: well under the
-/// bind limits of both backends at 14 columns a row.
+/// Most rows one multi-row statement looks up.
 pub(crate) const ROWS_PER_STATEMENT: usize = 500;
+
+/// Most rows one multi-row statement writes: small enough that building
+/// the next statement of a pipelined write overlaps executing this one.
+pub(crate) const ROWS_PER_WRITE: usize = 100;
 
 pub(crate) fn check_expect(
     id: &RecordId,
@@ -273,26 +276,67 @@ macro_rules! sql_store {
             }
         }
 
-        /// Inserts `rows` in multi-row statements of [`ROWS_PER_STATEMENT`]
-        /// rows: `head` names the table and columns, `bind` binds one row,
-        /// `tail` follows the values (an `ON CONFLICT` clause, or nothing).
-        /// Rows given by value are bound by value: their strings and bytes
-        /// move into the statement instead of being copied.
-        async fn insert_rows<T>(
+        /// Runs `statements` in order on `conn`. Each is handed to the
+        /// connection before the next is built, so building a statement
+        /// (binding a page's thousands of values, on this task) overlaps
+        /// executing the one before it (on SQLite's worker thread, or in
+        /// the PostgreSQL server). The first failure ends the run; the
+        /// caller's transaction then rolls back.
+        async fn run_pipelined(
             conn: &mut Conn,
+            statements: impl IntoIterator<Item = QueryBuilder<$db>>,
+        ) -> Result<()> {
+            let mut statements = statements.into_iter();
+            let mut next = statements.next();
+            while let Some(mut qb) = next {
+                let mut running = std::pin::pin!(qb.build().execute(&mut *conn));
+                // The first poll hands the statement to the connection.
+                let sent = std::future::poll_fn(|cx| {
+                    std::task::Poll::Ready(running.as_mut().poll(cx))
+                })
+                .await;
+                next = statements.next();
+                match sent {
+                    std::task::Poll::Ready(done) => done?,
+                    std::task::Poll::Pending => running.await?,
+                };
+            }
+            Ok(())
+        }
+
+        /// Multi-row `INSERT`s of `rows`, [`ROWS_PER_WRITE`] rows a
+        /// statement, each built when taken: `head` names the table and
+        /// columns, `bind` binds one row, `tail` follows the values (an
+        /// `ON CONFLICT` clause, or nothing). Rows given by value are bound
+        /// by value: their strings and bytes move into the statement.
+        fn inserts<T>(
             head: &'static str,
             rows: impl IntoIterator<Item = T>,
             mut bind: impl FnMut(sqlx::query_builder::Separated<'_, $db, &'static str>, T),
             tail: &'static str,
-        ) -> Result<()> {
+        ) -> impl Iterator<Item = QueryBuilder<$db>> {
             let mut rows = rows.into_iter().peekable();
-            while rows.peek().is_some() {
+            std::iter::from_fn(move || {
+                rows.peek()?;
                 let mut qb = QueryBuilder::<$db>::new(head);
-                qb.push_values(rows.by_ref().take(ROWS_PER_STATEMENT), &mut bind);
+                qb.push_values(rows.by_ref().take(ROWS_PER_WRITE), &mut bind);
                 qb.push(tail);
-                qb.build().execute(&mut *conn).await?;
-            }
-            Ok(())
+                Some(qb)
+            })
+        }
+
+        /// `DELETE`s of the rows of `table` (keyed by `record_id`) that
+        /// belong to `ids`, [`ROWS_PER_WRITE`] ids a statement.
+        fn deletes<'a>(
+            table: &'static str,
+            ids: &'a [&'a str],
+        ) -> impl Iterator<Item = QueryBuilder<$db>> + 'a {
+            ids.chunks(ROWS_PER_WRITE).map(move |chunk| {
+                let mut qb =
+                    QueryBuilder::<$db>::new(format!("DELETE FROM {table} WHERE record_id IN ("));
+                push_in_list(&mut qb, chunk.iter().copied());
+                qb
+            })
         }
 
         /// Binds `values` as the items of an `IN (` list and closes it.
@@ -482,30 +526,32 @@ macro_rules! sql_store {
 
         /// Inserts new versions (in change order) and points each record, its
         /// resources, ACL and sets at its last one, in a few multi-row
-        /// statements whatever the number of versions. `before` holds the
-        /// current versions the batch replaces: resource links and ACL rows
-        /// are rewritten only for records whose links changed, which keeps
-        /// the common harvest write to three statements a batch. `brought`
-        /// holds, by sequence, what a page's puts brought beside their
-        /// versions (rendered text, input keys); the versions move into
-        /// their statement last.
+        /// statements whatever the number of versions, run pipelined.
+        /// `before` holds the current versions the batch replaces: resource
+        /// links and ACL rows are rewritten only for records whose links
+        /// changed, which keeps the common harvest write to a few
+        /// statements a batch. `brought` holds, by sequence, what a page's
+        /// puts brought beside their versions (rendered text, input keys).
         async fn write_versions(
             conn: &mut Conn,
-            new: Vec<RecordVersion>,
+            mut new: Vec<RecordVersion>,
             mut brought: HashMap<i64, Brought>,
             before: &HashMap<RecordId, RecordVersion>,
         ) -> Result<()> {
-            write_heads(conn, &new, before).await?;
-            insert_rows(
-                conn,
+            // The documents move into their statements; the rest is bound
+            // from `new`, which the heads' rows borrow too.
+            let documents: Vec<Vec<u8>> =
+                new.iter_mut().map(|v| std::mem::take(&mut v.document)).collect();
+            let heads = HeadRows::of(&new, before);
+            let versions = inserts(
                 "INSERT INTO record_versions (record_id, version, seq, deleted, schema_id, \
                  schema_version, document, record, resources, acl, source_id, provenance, \
                  content_hash, input_hash, changed_at) ",
-                new,
-                |mut b, v| {
+                new.iter().zip(documents),
+                |mut b, (v, document)| {
                     let (r, input) = match brought.remove(&v.seq) {
                         Some(Brought { rendered, input }) => (rendered, input),
-                        None => (render_version(&v), None),
+                        None => (render_version(v), None),
                     };
                     b.push_bind(v.id.as_str())
                         .push_bind(v.version)
@@ -513,7 +559,7 @@ macro_rules! sql_store {
                         .push_bind(v.deleted)
                         .push_bind(v.schema_id.as_str())
                         .push_bind(v.schema_version)
-                        .push_bind(v.document)
+                        .push_bind(document)
                         .push_bind(r.record)
                         .push_bind(r.resources)
                         .push_bind(r.acl)
@@ -524,179 +570,160 @@ macro_rules! sql_store {
                         .push_bind(to_micros(v.changed_at));
                 },
                 "",
-            )
-            .await
+            );
+            run_pipelined(conn, heads.statements().chain(versions)).await
         }
 
-        /// Points each record of `new` at its last version there: its head
-        /// row, set memberships, resource links and ACL rows.
-        async fn write_heads(
-            conn: &mut Conn,
-            new: &[RecordVersion],
-            before: &HashMap<RecordId, RecordVersion>,
-        ) -> Result<()> {
-            // Each record's last version in the batch (a page may hold one
-            // record twice); one upsert row a record.
-            let mut last: HashMap<&RecordId, &RecordVersion> = HashMap::with_capacity(new.len());
-            for v in new {
-                last.insert(&v.id, v);
-            }
-            let mut finals: Vec<&RecordVersion> = last.into_values().collect();
-            finals.sort_by_key(|v| v.seq);
-            insert_rows(
-                conn,
-                "INSERT INTO records (record_id, version, seq, deleted, schema_id, source_id, \
-                 changed_at, created_at) ",
-                &finals,
-                |mut b, v| {
-                    b.push_bind(v.id.as_str())
-                        .push_bind(v.version)
-                        .push_bind(v.seq)
-                        .push_bind(v.deleted)
-                        .push_bind(v.schema_id.as_str())
-                        .push_bind(v.source_id.as_ref().map(|s| s.as_str()))
-                        .push_bind(to_micros(v.changed_at))
-                        .push_bind(to_micros(v.created_at));
-                },
-                " ON CONFLICT (record_id) DO UPDATE SET version = excluded.version, \
-                 seq = excluded.seq, deleted = excluded.deleted, schema_id = excluded.schema_id, \
-                 source_id = excluded.source_id, changed_at = excluded.changed_at",
-            )
-            .await?;
-
-            let sets: Vec<(i64, &str)> = new
-                .iter()
-                .flat_map(|v| {
-                    v.provenance
-                        .iter()
-                        .flat_map(|p| p.set_specs.iter())
-                        .map(move |s| (v.seq, s.as_str()))
-                })
-                .collect();
-            insert_rows(
-                conn,
-                "INSERT INTO version_sets (seq, set_spec) ",
-                &sets,
-                |mut b, (seq, set)| {
-                    b.push_bind(*seq).push_bind(*set);
-                },
-                " ON CONFLICT DO NOTHING",
-            )
-            .await?;
-
-            let relinked: Vec<&RecordVersion> = finals
-                .iter()
-                .copied()
-                .filter(|v| before.get(&v.id).is_none_or(|b| b.resources != v.resources))
-                .collect();
-            relink_resources(conn, &relinked, before).await?;
-            let reacled: Vec<&RecordVersion> = finals
-                .iter()
-                .copied()
-                .filter(|v| before.get(&v.id).is_none_or(|b| b.acl != v.acl))
-                .collect();
-            rewrite_acl(conn, &reacled, before).await?;
-            Ok(())
+        /// The rows that point each record of a batch at its last version
+        /// there: its head row, set memberships, resource links and ACL
+        /// rows, and which records' old links and ACL rows go.
+        struct HeadRows<'a> {
+            /// Each record's last version in the batch (a page may hold one
+            /// record twice), in change order.
+            finals: Vec<&'a RecordVersion>,
+            sets: Vec<(i64, &'a str)>,
+            /// Records whose links change and had some before.
+            unlinked: Vec<&'a str>,
+            /// Resources of the changed links, sorted and distinct: one row
+            /// each, taken in one order by every writer.
+            identifiers: Vec<&'a str>,
+            /// (resource identifier, record id), sorted and distinct.
+            links: Vec<(&'a str, &'a str)>,
+            /// Records whose ACL changes and had a version before.
+            unacled: Vec<&'a str>,
+            /// ((record id, sid), permission): one row per record and sid.
+            acl: Vec<((&'a str, &'a str), &'a str)>,
         }
 
-        /// Deletes the rows of `table` (keyed by `record_id`) belonging to
-        /// the records of `versions` that had a version before.
-        async fn drop_replaced_rows(
-            conn: &mut Conn,
-            table: &'static str,
-            versions: &[&RecordVersion],
-            before: &HashMap<RecordId, RecordVersion>,
-        ) -> Result<()> {
-            let stale: Vec<&str> = versions
-                .iter()
-                .filter(|v| before.contains_key(&v.id))
-                .map(|v| v.id.as_str())
-                .collect();
-            for chunk in stale.chunks(ROWS_PER_STATEMENT) {
-                let mut qb =
-                    QueryBuilder::<$db>::new(format!("DELETE FROM {table} WHERE record_id IN ("));
-                push_in_list(&mut qb, chunk.iter().copied());
-                qb.build().execute(&mut *conn).await?;
-            }
-            Ok(())
-        }
-
-        /// Points records at their versions' resources (creating resources
-        /// on first sight), dropping the links of the versions they replace.
-        async fn relink_resources(
-            conn: &mut Conn,
-            versions: &[&RecordVersion],
-            before: &HashMap<RecordId, RecordVersion>,
-        ) -> Result<()> {
-            drop_replaced_rows(conn, "record_resources", versions, before).await?;
-            // Sorted and distinct: one row each, taken in one order by every
-            // writer.
-            let mut identifiers: Vec<&str> = versions
-                .iter()
-                .flat_map(|v| v.resources.iter().map(String::as_str))
-                .collect();
-            identifiers.sort_unstable();
-            identifiers.dedup();
-            insert_rows(
-                conn,
-                "INSERT INTO resources (identifier) ",
-                &identifiers,
-                |mut b, i| {
-                    b.push_bind(*i);
-                },
-                " ON CONFLICT (identifier) DO NOTHING",
-            )
-            .await?;
-            // Links name their resource by identifier and find its key in
-            // the same statement (`WHERE true` keeps SQLite from reading the
-            // join's `ON` as the start of the upsert clause).
-            let mut links: Vec<(&str, &str)> = versions
-                .iter()
-                .flat_map(|v| v.resources.iter().map(|r| (r.as_str(), v.id.as_str())))
-                .collect();
-            links.sort_unstable();
-            links.dedup();
-            insert_rows(
-                conn,
-                "INSERT INTO record_resources (resource_id, record_id) \
-                 SELECT r.resource_id, v.column2 FROM (",
-                &links,
-                |mut b, (identifier, id)| {
-                    b.push_bind(*identifier).push_bind(*id);
-                },
-                ") AS v JOIN resources r ON r.identifier = v.column1 WHERE true \
-                 ON CONFLICT DO NOTHING",
-            )
-            .await
-        }
-
-        /// Rewrites the ACL rows of records whose versions changed them.
-        async fn rewrite_acl(
-            conn: &mut Conn,
-            versions: &[&RecordVersion],
-            before: &HashMap<RecordId, RecordVersion>,
-        ) -> Result<()> {
-            drop_replaced_rows(conn, "acl_entries", versions, before).await?;
-            // One row per (record, sid): the entry listed last wins, as the
-            // ACL is sorted, so the strongest permission a sid was given.
-            let mut rows: HashMap<(&str, &str), &str> = HashMap::new();
-            for v in versions {
-                for e in &v.acl {
-                    rows.insert((v.id.as_str(), e.sid.as_str()), e.permission.as_str());
+        impl<'a> HeadRows<'a> {
+            fn of(new: &'a [RecordVersion], before: &HashMap<RecordId, RecordVersion>) -> Self {
+                let mut last: HashMap<&RecordId, &RecordVersion> =
+                    HashMap::with_capacity(new.len());
+                for v in new {
+                    last.insert(&v.id, v);
+                }
+                let mut finals: Vec<&RecordVersion> = last.into_values().collect();
+                finals.sort_by_key(|v| v.seq);
+                let sets = new
+                    .iter()
+                    .flat_map(|v| {
+                        v.provenance
+                            .iter()
+                            .flat_map(|p| p.set_specs.iter())
+                            .map(move |s| (v.seq, s.as_str()))
+                    })
+                    .collect();
+                let existed = |v: &&&RecordVersion| before.contains_key(&v.id);
+                let relinked: Vec<&RecordVersion> = finals
+                    .iter()
+                    .copied()
+                    .filter(|v| before.get(&v.id).is_none_or(|b| b.resources != v.resources))
+                    .collect();
+                let reacled: Vec<&RecordVersion> = finals
+                    .iter()
+                    .copied()
+                    .filter(|v| before.get(&v.id).is_none_or(|b| b.acl != v.acl))
+                    .collect();
+                let mut identifiers: Vec<&str> = relinked
+                    .iter()
+                    .flat_map(|v| v.resources.iter().map(String::as_str))
+                    .collect();
+                identifiers.sort_unstable();
+                identifiers.dedup();
+                let mut links: Vec<(&str, &str)> = relinked
+                    .iter()
+                    .flat_map(|v| v.resources.iter().map(|r| (r.as_str(), v.id.as_str())))
+                    .collect();
+                links.sort_unstable();
+                links.dedup();
+                // The entry listed last wins, as the ACL is sorted: the
+                // strongest permission a sid was given.
+                let mut acl: HashMap<(&str, &str), &str> = HashMap::new();
+                for v in &reacled {
+                    for e in &v.acl {
+                        acl.insert((v.id.as_str(), e.sid.as_str()), e.permission.as_str());
+                    }
+                }
+                let mut acl: Vec<((&str, &str), &str)> = acl.into_iter().collect();
+                acl.sort_unstable();
+                Self {
+                    unlinked: relinked.iter().filter(existed).map(|v| v.id.as_str()).collect(),
+                    unacled: reacled.iter().filter(existed).map(|v| v.id.as_str()).collect(),
+                    finals,
+                    sets,
+                    identifiers,
+                    links,
+                    acl,
                 }
             }
-            let mut rows: Vec<((&str, &str), &str)> = rows.into_iter().collect();
-            rows.sort_unstable();
-            insert_rows(
-                conn,
-                "INSERT INTO acl_entries (record_id, sid, permission) ",
-                &rows,
-                |mut b, ((id, sid), permission)| {
-                    b.push_bind(*id).push_bind(*sid).push_bind(*permission);
-                },
-                " ON CONFLICT (record_id, sid) DO UPDATE SET permission = excluded.permission",
-            )
-            .await
+
+            /// The statements writing these rows, in an order the foreign
+            /// keys allow: head rows before the links and ACL rows naming
+            /// them, resources before their links.
+            fn statements(&self) -> impl Iterator<Item = QueryBuilder<$db>> + '_ {
+                let heads = inserts(
+                    "INSERT INTO records (record_id, version, seq, deleted, schema_id, source_id, \
+                     changed_at, created_at) ",
+                    &self.finals,
+                    |mut b, v| {
+                        b.push_bind(v.id.as_str())
+                            .push_bind(v.version)
+                            .push_bind(v.seq)
+                            .push_bind(v.deleted)
+                            .push_bind(v.schema_id.as_str())
+                            .push_bind(v.source_id.as_ref().map(|s| s.as_str()))
+                            .push_bind(to_micros(v.changed_at))
+                            .push_bind(to_micros(v.created_at));
+                    },
+                    " ON CONFLICT (record_id) DO UPDATE SET version = excluded.version, \
+                     seq = excluded.seq, deleted = excluded.deleted, schema_id = excluded.schema_id, \
+                     source_id = excluded.source_id, changed_at = excluded.changed_at",
+                );
+                let sets = inserts(
+                    "INSERT INTO version_sets (seq, set_spec) ",
+                    &self.sets,
+                    |mut b, (seq, set)| {
+                        b.push_bind(*seq).push_bind(*set);
+                    },
+                    " ON CONFLICT DO NOTHING",
+                );
+                let resources = inserts(
+                    "INSERT INTO resources (identifier) ",
+                    &self.identifiers,
+                    |mut b, i| {
+                        b.push_bind(*i);
+                    },
+                    " ON CONFLICT (identifier) DO NOTHING",
+                );
+                // Links name their resource by identifier and find its key
+                // in the same statement (`WHERE true` keeps SQLite from
+                // reading the join's `ON` as the start of the upsert clause).
+                let links = inserts(
+                    "INSERT INTO record_resources (resource_id, record_id) \
+                     SELECT r.resource_id, v.column2 FROM (",
+                    &self.links,
+                    |mut b, (identifier, id)| {
+                        b.push_bind(*identifier).push_bind(*id);
+                    },
+                    ") AS v JOIN resources r ON r.identifier = v.column1 WHERE true \
+                     ON CONFLICT DO NOTHING",
+                );
+                let acl = inserts(
+                    "INSERT INTO acl_entries (record_id, sid, permission) ",
+                    &self.acl,
+                    |mut b, ((id, sid), permission)| {
+                        b.push_bind(*id).push_bind(*sid).push_bind(*permission);
+                    },
+                    " ON CONFLICT (record_id, sid) DO UPDATE SET permission = excluded.permission",
+                );
+                heads
+                    .chain(sets)
+                    .chain(deletes("record_resources", &self.unlinked))
+                    .chain(resources)
+                    .chain(links)
+                    .chain(deletes("acl_entries", &self.unacled))
+                    .chain(acl)
+            }
         }
 
         /// Writes `outcome`'s new version, if it has one, over `current`.
