@@ -121,13 +121,6 @@ pub(crate) struct Head {
     pub hashes: LiveHashes,
 }
 
-/// What a page's put brings to the store beside its version: the text its
-/// writer rendered, and the harvester's input key.
-pub(crate) struct Brought {
-    pub rendered: Rendered,
-    pub input: Option<ContentHash>,
-}
-
 /// The text columns of a version no writer rendered (a tombstone, or a
 /// single-record write).
 pub(crate) fn render_version(v: &RecordVersion) -> Rendered {
@@ -233,7 +226,7 @@ macro_rules! sql_store {
         use serde_json::Value;
         use sheaf_domain::model::{
             AclEntry, Expect, HarvestRun, LiveHashes, NewRejection, NewSchema, PageItem, Provenance,
-            RecordVersion, RecordWrite, Rejection, RunCounts, RunStatus, SchemaKind,
+            RecordVersion, RecordWrite, Rejection, Rendered, RunCounts, RunStatus, SchemaKind,
             SchemaVersion, Source, WriteOutcome,
         };
         use sheaf_domain::{ContentHash, RecordId, SchemaId, SourceId};
@@ -481,9 +474,8 @@ macro_rules! sql_store {
             let mut out = HashMap::with_capacity(ids.len());
             for chunk in ids.chunks(ROWS_PER_STATEMENT) {
                 let mut qb = QueryBuilder::<$db>::new(
-                    "SELECT r.record_id, r.deleted, v.content_hash, v.input_hash FROM records r \
-                     JOIN record_versions v ON v.record_id = r.record_id AND v.version = r.version \
-                     WHERE r.record_id IN (",
+                    "SELECT record_id, deleted, content_hash, input_hash FROM records \
+                     WHERE record_id IN (",
                 );
                 push_in_list(&mut qb, chunk.iter().map(|id| id.as_str()));
                 for row in qb.build().fetch_all(&mut *conn).await? {
@@ -520,6 +512,11 @@ macro_rules! sql_store {
                 .bind(id.as_str())
                 .execute(&mut *conn)
                 .await?;
+                sqlx::query("UPDATE records SET input_hash = $1 WHERE record_id = $2")
+                    .bind(input.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *conn)
+                    .await?;
             }
             Ok(())
         }
@@ -530,29 +527,28 @@ macro_rules! sql_store {
         /// `before` holds the current versions the batch replaces: resource
         /// links and ACL rows are rewritten only for records whose links
         /// changed, which keeps the common harvest write to a few
-        /// statements a batch. `brought` holds, by sequence, what a page's
-        /// puts brought beside their versions (rendered text, input keys).
+        /// statements a batch. `rendered` holds, by sequence, the text a
+        /// page's puts rendered for their versions, `inputs` their
+        /// harvester's input keys.
         async fn write_versions(
             conn: &mut Conn,
             mut new: Vec<RecordVersion>,
-            mut brought: HashMap<i64, Brought>,
+            mut rendered: HashMap<i64, Rendered>,
+            inputs: &HashMap<i64, ContentHash>,
             before: &HashMap<RecordId, RecordVersion>,
         ) -> Result<()> {
             // The documents move into their statements; the rest is bound
             // from `new`, which the heads' rows borrow too.
             let documents: Vec<Vec<u8>> =
                 new.iter_mut().map(|v| std::mem::take(&mut v.document)).collect();
-            let heads = HeadRows::of(&new, before);
+            let heads = HeadRows::of(&new, inputs, before);
             let versions = inserts(
                 "INSERT INTO record_versions (record_id, version, seq, deleted, schema_id, \
                  schema_version, document, record, resources, acl, source_id, provenance, \
                  content_hash, input_hash, changed_at) ",
                 new.iter().zip(documents),
                 |mut b, (v, document)| {
-                    let (r, input) = match brought.remove(&v.seq) {
-                        Some(Brought { rendered, input }) => (rendered, input),
-                        None => (render_version(v), None),
-                    };
+                    let r = rendered.remove(&v.seq).unwrap_or_else(|| render_version(v));
                     b.push_bind(v.id.as_str())
                         .push_bind(v.version)
                         .push_bind(v.seq)
@@ -566,7 +562,7 @@ macro_rules! sql_store {
                         .push_bind(v.source_id.as_ref().map(|s| s.as_str()))
                         .push_bind(r.provenance)
                         .push_bind(v.content_hash.as_str())
-                        .push_bind(input.as_ref().map(ContentHash::as_str))
+                        .push_bind(inputs.get(&v.seq).map(ContentHash::as_str))
                         .push_bind(to_micros(v.changed_at));
                 },
                 "",
@@ -579,8 +575,8 @@ macro_rules! sql_store {
         /// rows, and which records' old links and ACL rows go.
         struct HeadRows<'a> {
             /// Each record's last version in the batch (a page may hold one
-            /// record twice), in change order.
-            finals: Vec<&'a RecordVersion>,
+            /// record twice), in change order, with its input key.
+            finals: Vec<(&'a RecordVersion, Option<&'a ContentHash>)>,
             sets: Vec<(i64, &'a str)>,
             /// Records whose links change and had some before.
             unlinked: Vec<&'a str>,
@@ -596,7 +592,11 @@ macro_rules! sql_store {
         }
 
         impl<'a> HeadRows<'a> {
-            fn of(new: &'a [RecordVersion], before: &HashMap<RecordId, RecordVersion>) -> Self {
+            fn of(
+                new: &'a [RecordVersion],
+                inputs: &'a HashMap<i64, ContentHash>,
+                before: &HashMap<RecordId, RecordVersion>,
+            ) -> Self {
                 let mut last: HashMap<&RecordId, &RecordVersion> =
                     HashMap::with_capacity(new.len());
                 for v in new {
@@ -614,14 +614,16 @@ macro_rules! sql_store {
                     })
                     .collect();
                 let existed = |v: &&&RecordVersion| before.contains_key(&v.id);
+                let finals: Vec<(&RecordVersion, Option<&ContentHash>)> =
+                    finals.into_iter().map(|v| (v, inputs.get(&v.seq))).collect();
                 let relinked: Vec<&RecordVersion> = finals
                     .iter()
-                    .copied()
+                    .map(|(v, _)| *v)
                     .filter(|v| before.get(&v.id).is_none_or(|b| b.resources != v.resources))
                     .collect();
                 let reacled: Vec<&RecordVersion> = finals
                     .iter()
-                    .copied()
+                    .map(|(v, _)| *v)
                     .filter(|v| before.get(&v.id).is_none_or(|b| b.acl != v.acl))
                     .collect();
                 let mut identifiers: Vec<&str> = relinked
@@ -663,9 +665,9 @@ macro_rules! sql_store {
             fn statements(&self) -> impl Iterator<Item = QueryBuilder<$db>> + '_ {
                 let heads = inserts(
                     "INSERT INTO records (record_id, version, seq, deleted, schema_id, source_id, \
-                     changed_at, created_at) ",
+                     changed_at, created_at, content_hash, input_hash) ",
                     &self.finals,
-                    |mut b, v| {
+                    |mut b, (v, input)| {
                         b.push_bind(v.id.as_str())
                             .push_bind(v.version)
                             .push_bind(v.seq)
@@ -673,11 +675,14 @@ macro_rules! sql_store {
                             .push_bind(v.schema_id.as_str())
                             .push_bind(v.source_id.as_ref().map(|s| s.as_str()))
                             .push_bind(to_micros(v.changed_at))
-                            .push_bind(to_micros(v.created_at));
+                            .push_bind(to_micros(v.created_at))
+                            .push_bind(v.content_hash.as_str())
+                            .push_bind(input.map(ContentHash::as_str));
                     },
                     " ON CONFLICT (record_id) DO UPDATE SET version = excluded.version, \
                      seq = excluded.seq, deleted = excluded.deleted, schema_id = excluded.schema_id, \
-                     source_id = excluded.source_id, changed_at = excluded.changed_at",
+                     source_id = excluded.source_id, changed_at = excluded.changed_at, \
+                     content_hash = excluded.content_hash, input_hash = excluded.input_hash",
                 );
                 let sets = inserts(
                     "INSERT INTO version_sets (seq, set_spec) ",
@@ -738,7 +743,7 @@ macro_rules! sql_store {
             };
             let before: HashMap<RecordId, RecordVersion> =
                 current.map(|c| (c.id.clone(), c)).into_iter().collect();
-            write_versions(conn, vec![new.clone()], HashMap::new(), &before).await
+            write_versions(conn, vec![new.clone()], HashMap::new(), &HashMap::new(), &before).await
         }
 
         async fn apply_put(
@@ -1477,10 +1482,12 @@ macro_rules! sql_store {
                 let mut new: Vec<RecordVersion> = Vec::new();
                 let mut rejections = Vec::new();
                 let mut counts = RunCounts::default();
-                // What the puts brought beside their new versions (by seq),
-                // and the input keys of live versions whose content a put
-                // repeated under a new key.
-                let mut brought: HashMap<i64, Brought> = HashMap::new();
+                // What the puts brought beside their new versions, by
+                // sequence (rendered text, input keys), and the input keys
+                // of live versions whose content a put repeated under a new
+                // key.
+                let mut rendered_by_seq: HashMap<i64, Rendered> = HashMap::new();
+                let mut inputs: HashMap<i64, ContentHash> = HashMap::new();
                 let mut rekeyed: Vec<(RecordId, ContentHash)> = Vec::new();
                 for item in items {
                     counts.seen += 1;
@@ -1499,7 +1506,10 @@ macro_rules! sql_store {
                             let o = next_put(current, *write, rendered.hash.clone(), Expect::Any, &mut clock)?;
                             count(&mut counts, &o);
                             if let WriteOutcome::Created(v) | WriteOutcome::Updated(v) = &o {
-                                brought.insert(v.seq, Brought { rendered, input });
+                                rendered_by_seq.insert(v.seq, rendered);
+                                if let Some(input) = input {
+                                    inputs.insert(v.seq, input);
+                                }
                             }
                             o
                         }
@@ -1531,7 +1541,7 @@ macro_rules! sql_store {
                         new.push(v);
                     }
                 }
-                write_versions(&mut tx, new, brought, &before).await?;
+                write_versions(&mut tx, new, rendered_by_seq, &inputs, &before).await?;
                 rekey_live(&mut tx, &rekeyed).await?;
                 for r in &rejections {
                     if !rejected_in_run(&mut tx, r).await? {

@@ -11,7 +11,8 @@ use sheaf_domain::model::{
     Provenance, RecordWrite, RunStatus, SchemaKind, Source, WriteOutcome,
 };
 use sheaf_domain::{ContentHash, RecordId, SchemaId, SourceId};
-use sheaf_store::{ChangeQuery, DynStore, RecordFilter, SchemaOutcome, StoreError};
+use sheaf_store::testing::TestDb;
+use sheaf_store::{Backend, ChangeQuery, DynStore, RecordFilter, SchemaOutcome, StoreError};
 
 fn sid(s: &str) -> SchemaId {
     SchemaId::parse(s).expect("schema id")
@@ -1127,6 +1128,85 @@ async fn input_keys_keep_and_stale_pages(store: DynStore) {
         page(vec![keep("three")], 7).await,
         Err(StoreError::Stale(_))
     ));
+}
+
+/// A database from before the head rows carried their version's hashes
+/// (migration 5) gets them from its versions on upgrade: a re-harvest
+/// still finds what it may skip.
+async fn heads_get_their_hashes_on_upgrade(db: TestDb) {
+    let store = db.store.clone();
+    with_schema(&store).await;
+    let run = running_harvest(&store).await;
+    let key = ContentHash::of_parts([b"input".as_slice()]);
+    let items = vec![
+        PageItem::harvested(write("h", "<h/>", &["r"]), key.clone()),
+        PageItem::put(write("p", "<p/>", &[])),
+        PageItem::put(write("d", "<d/>", &[])),
+    ];
+    store
+        .commit_page(run.id, items, None, None)
+        .await
+        .expect("page");
+    store
+        .delete_record(&rid("d"), Expect::Any, None)
+        .await
+        .expect("delete");
+    let ids = [rid("h"), rid("p"), rid("d")];
+    let live = store.live_hashes(&ids).await.expect("hashes");
+    assert_eq!(live.len(), 2, "the tombstone is not live: {live:?}");
+    assert_eq!(live[&rid("h")].input, Some(key));
+    assert_eq!(live[&rid("p")].input, None);
+
+    // Back to migration 4's schema.
+    let undo = [
+        "ALTER TABLE records DROP COLUMN content_hash",
+        "ALTER TABLE records DROP COLUMN input_hash",
+        "DELETE FROM _sqlx_migrations WHERE version = 5",
+    ];
+    match db.url.backend() {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(db.url.expose())
+                .await
+                .expect("db");
+            for sql in undo {
+                sqlx::query(sql).execute(&pool).await.expect(sql);
+            }
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(db.url.expose()).await.expect("db");
+            for sql in undo {
+                sqlx::query(sql).execute(&pool).await.expect(sql);
+            }
+        }
+    }
+
+    let upgraded = sheaf_store::connect(&db.url).await.expect("upgrade");
+    assert_eq!(upgraded.live_hashes(&ids).await.expect("hashes"), live);
+    let c = upgraded
+        .commit_page(
+            run.id,
+            vec![PageItem::Keep {
+                id: rid("h"),
+                input: ContentHash::of_parts([b"input".as_slice()]),
+            }],
+            None,
+            None,
+        )
+        .await
+        .expect("kept after the upgrade");
+    assert_eq!((c.seen, c.unchanged), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn heads_get_their_hashes_on_upgrade_on_sqlite() {
+    heads_get_their_hashes_on_upgrade(TestDb::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn heads_get_their_hashes_on_upgrade_on_postgres() {
+    if let Some(db) = TestDb::postgres().await {
+        heads_get_their_hashes_on_upgrade(db).await;
+    }
 }
 
 sheaf_store::backend_tests!(
