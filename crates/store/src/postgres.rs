@@ -31,6 +31,9 @@ impl PgStore {
     pub fn pool(&self) -> &sqlx::PgPool {
         &self.pool
     }
+
+    /// After a write transaction commits: nothing to do here.
+    fn committed(&self) {}
 }
 
 crate::sql::sql_store!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, "BEGIN");

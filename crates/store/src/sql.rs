@@ -256,7 +256,7 @@ macro_rules! sql_store {
                 Ok((tx, clock))
             }
 
-            async fn commit_write(mut tx: Tx, clock: Clock) -> Result<()> {
+            async fn commit_write(&self, mut tx: Tx, clock: Clock) -> Result<()> {
                 if clock.dirty {
                     sqlx::query("UPDATE change_counter SET seq = $1, last_time = $2 WHERE id = 1")
                         .bind(clock.seq)
@@ -265,6 +265,7 @@ macro_rules! sql_store {
                         .await?;
                 }
                 tx.commit().await?;
+                self.committed();
                 Ok(())
             }
         }
@@ -983,7 +984,7 @@ macro_rules! sql_store {
                 .bind(to_micros(now))
                 .execute(&mut *tx)
                 .await?;
-                Self::commit_write(tx, clock).await?;
+                self.commit_write(tx, clock).await?;
                 let v = SchemaVersion {
                     schema_id: s.schema_id,
                     version,
@@ -1062,7 +1063,7 @@ macro_rules! sql_store {
             async fn put_record(&self, write: RecordWrite, expect: Expect) -> Result<WriteOutcome> {
                 let (mut tx, mut clock) = self.begin_write().await?;
                 let outcome = apply_put(&mut tx, &mut clock, write, expect).await?;
-                Self::commit_write(tx, clock).await?;
+                self.commit_write(tx, clock).await?;
                 Ok(outcome)
             }
 
@@ -1074,7 +1075,7 @@ macro_rules! sql_store {
             ) -> Result<WriteOutcome> {
                 let (mut tx, mut clock) = self.begin_write().await?;
                 let outcome = apply_delete(&mut tx, &mut clock, id, expect, provenance).await?;
-                Self::commit_write(tx, clock).await?;
+                self.commit_write(tx, clock).await?;
                 Ok(outcome)
             }
 
@@ -1111,7 +1112,7 @@ macro_rules! sql_store {
                 };
                 let outcome = WriteOutcome::Updated(v);
                 write_outcome(&mut tx, &outcome, Some(c)).await?;
-                Self::commit_write(tx, clock).await?;
+                self.commit_write(tx, clock).await?;
                 Ok(outcome)
             }
 
@@ -1224,7 +1225,7 @@ macro_rules! sql_store {
                     clock.dirty = true;
                 }
                 let seq = clock.seq;
-                Self::commit_write(tx, clock).await?;
+                self.commit_write(tx, clock).await?;
                 Ok(Horizon {
                     seq,
                     at: from_micros(at)?,
@@ -1398,7 +1399,7 @@ macro_rules! sql_store {
                 .fetch_one(&mut *tx)
                 .await?;
                 let run = run_from_row(&row)?;
-                Self::commit_write(tx, clock).await?;
+                self.commit_write(tx, clock).await?;
                 Ok(run)
             }
 
@@ -1565,7 +1566,7 @@ macro_rules! sql_store {
                 .bind(run_id)
                 .execute(&mut *tx)
                 .await?;
-                Self::commit_write(tx, clock).await?;
+                self.commit_write(tx, clock).await?;
                 Ok(counts)
             }
 
