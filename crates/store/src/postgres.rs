@@ -36,4 +36,12 @@ impl PgStore {
     fn committed(&self) {}
 }
 
-crate::sql::sql_store!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow, "BEGIN");
+crate::sql::sql_store!(
+    PgStore,
+    sqlx::Postgres,
+    sqlx::postgres::PgRow,
+    // A write transaction locks the change clock's row first.
+    "BEGIN",
+    // Rows aggregated into one JSON array of arrays.
+    "json_agg(json_build_array"
+);

@@ -4,10 +4,11 @@
 //! Both databases run the same statements: `$n` placeholders, `ON CONFLICT`,
 //! `RETURNING`; times are microseconds since the epoch in `BIGINT`, JSON is
 //! text. What differs (column types, identity columns) lives in the
-//! per-backend migrations, and how a write transaction begins is a macro
-//! argument. A macro rather than a function generic over `sqlx::Database`
-//! because the generic form needs a dozen trait bounds repeated on every
-//! item; the macro keeps one body with concrete types.
+//! per-backend migrations; how a write transaction begins and how rows
+//! aggregate into one JSON array are macro arguments. A macro rather than
+//! a function generic over `sqlx::Database` because the generic form needs
+//! a dozen trait bounds repeated on every item; the macro keeps one body
+//! with concrete types.
 //!
 //! Concurrency: every write transaction first locks the single row of
 //! `change_counter` (SQLite: `BEGIN IMMEDIATE` takes the database write
@@ -88,12 +89,9 @@ impl Clock {
     }
 }
 
-/// Most rows one multi-row statement looks up.
+/// Most rows one multi-row statement writes or looks up: well under the
+/// bind limits of both backends at 15 columns a row.
 pub(crate) const ROWS_PER_STATEMENT: usize = 500;
-
-/// Most rows one multi-row statement writes: small enough that building
-/// the next statement of a pipelined write overlaps executing this one.
-pub(crate) const ROWS_PER_WRITE: usize = 100;
 
 pub(crate) fn check_expect(
     id: &RecordId,
@@ -218,7 +216,7 @@ pub(crate) const RUN_COLS: &str = "run_id, source_id, status, started_at, finish
 
 /// Generates a `Store` implementation over one sqlx database.
 macro_rules! sql_store {
-    ($store:ident, $db:ty, $row:ty, $begin_write:literal) => {
+    ($store:ident, $db:ty, $row:ty, $begin_write:literal, $json_rows:literal) => {
         use std::collections::HashMap;
 
         use async_trait::async_trait;
@@ -270,35 +268,20 @@ macro_rules! sql_store {
             }
         }
 
-        /// Runs `statements` in order on `conn`. Each is handed to the
-        /// connection before the next is built, so building a statement
-        /// (binding a page's thousands of values, on this task) overlaps
-        /// executing the one before it (on SQLite's worker thread, or in
-        /// the PostgreSQL server). The first failure ends the run; the
-        /// caller's transaction then rolls back.
-        async fn run_pipelined(
+        /// Runs `statements` in order on `conn`, each built when the one
+        /// before it has run. The first failure ends the run; the caller's
+        /// transaction then rolls back.
+        async fn run_all(
             conn: &mut Conn,
             statements: impl IntoIterator<Item = QueryBuilder<$db>>,
         ) -> Result<()> {
-            let mut statements = statements.into_iter();
-            let mut next = statements.next();
-            while let Some(mut qb) = next {
-                let mut running = std::pin::pin!(qb.build().execute(&mut *conn));
-                // The first poll hands the statement to the connection.
-                let sent = std::future::poll_fn(|cx| {
-                    std::task::Poll::Ready(running.as_mut().poll(cx))
-                })
-                .await;
-                next = statements.next();
-                match sent {
-                    std::task::Poll::Ready(done) => done?,
-                    std::task::Poll::Pending => running.await?,
-                };
+            for mut qb in statements {
+                qb.build().execute(&mut *conn).await?;
             }
             Ok(())
         }
 
-        /// Multi-row `INSERT`s of `rows`, [`ROWS_PER_WRITE`] rows a
+        /// Multi-row `INSERT`s of `rows`, [`ROWS_PER_STATEMENT`] rows a
         /// statement, each built when taken: `head` names the table and
         /// columns, `bind` binds one row, `tail` follows the values (an
         /// `ON CONFLICT` clause, or nothing). Rows given by value are bound
@@ -313,19 +296,19 @@ macro_rules! sql_store {
             std::iter::from_fn(move || {
                 rows.peek()?;
                 let mut qb = QueryBuilder::<$db>::new(head);
-                qb.push_values(rows.by_ref().take(ROWS_PER_WRITE), &mut bind);
+                qb.push_values(rows.by_ref().take(ROWS_PER_STATEMENT), &mut bind);
                 qb.push(tail);
                 Some(qb)
             })
         }
 
         /// `DELETE`s of the rows of `table` (keyed by `record_id`) that
-        /// belong to `ids`, [`ROWS_PER_WRITE`] ids a statement.
+        /// belong to `ids`, [`ROWS_PER_STATEMENT`] ids a statement.
         fn deletes<'a>(
             table: &'static str,
             ids: &'a [&'a str],
         ) -> impl Iterator<Item = QueryBuilder<$db>> + 'a {
-            ids.chunks(ROWS_PER_WRITE).map(move |chunk| {
+            ids.chunks(ROWS_PER_STATEMENT).map(move |chunk| {
                 let mut qb =
                     QueryBuilder::<$db>::new(format!("DELETE FROM {table} WHERE record_id IN ("));
                 push_in_list(&mut qb, chunk.iter().copied());
@@ -470,26 +453,36 @@ macro_rules! sql_store {
 
         /// The hashes of the current version of each of `ids` that exists
         /// and whether it is a tombstone, a statement per
-        /// [`ROWS_PER_STATEMENT`] ids.
+        /// [`ROWS_PER_STATEMENT`] ids. Each statement returns its heads as
+        /// one JSON array in one row: a page's 500 heads as 500 rows cost
+        /// SQLite's driver a hand-over between threads each.
         async fn heads_on(conn: &mut Conn, ids: &[&RecordId]) -> Result<HashMap<RecordId, Head>> {
             let mut out = HashMap::with_capacity(ids.len());
             for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::<$db>::new(
-                    "SELECT record_id, deleted, content_hash, input_hash FROM records \
-                     WHERE record_id IN (",
-                );
+                let mut qb = QueryBuilder::<$db>::new(concat!(
+                    "SELECT CAST(",
+                    $json_rows,
+                    "(record_id, CASE WHEN deleted THEN 1 ELSE 0 END, content_hash, \
+                     input_hash)) AS TEXT) AS heads FROM records WHERE record_id IN ("
+                ));
                 push_in_list(&mut qb, chunk.iter().map(|id| id.as_str()));
-                for row in qb.build().fetch_all(&mut *conn).await? {
-                    let id: String = row.try_get("record_id")?;
+                let row = qb.build().fetch_one(&mut *conn).await?;
+                // No heads at all: `[]` from SQLite, NULL from PostgreSQL.
+                let Some(heads) = row.try_get::<Option<String>, _>("heads")? else {
+                    continue;
+                };
+                let heads: Vec<(String, u8, String, Option<String>)> =
+                    serde_json::from_str(&heads)
+                        .map_err(|e| StoreError::Corrupt(format!("record heads: {e}")))?;
+                for (id, deleted, content, input) in heads {
                     let id = RecordId::parse(&id)
                         .map_err(|e| StoreError::Corrupt(format!("record id {id:?}: {e}")))?;
-                    let input: Option<String> = row.try_get("input_hash")?;
                     out.insert(
                         id,
                         Head {
-                            deleted: row.try_get("deleted")?,
+                            deleted: deleted != 0,
                             hashes: LiveHashes {
-                                content: ContentHash::from_stored(row.try_get("content_hash")?),
+                                content: ContentHash::from_stored(content),
                                 input: input.map(ContentHash::from_stored),
                             },
                         },
@@ -524,7 +517,7 @@ macro_rules! sql_store {
 
         /// Inserts new versions (in change order) and points each record, its
         /// resources, ACL and sets at its last one, in a few multi-row
-        /// statements whatever the number of versions, run pipelined.
+        /// statements whatever the number of versions.
         /// `before` holds the current versions the batch replaces: resource
         /// links and ACL rows are rewritten only for records whose links
         /// changed, which keeps the common harvest write to a few
@@ -568,7 +561,7 @@ macro_rules! sql_store {
                 },
                 "",
             );
-            run_pipelined(conn, heads.statements().chain(versions)).await
+            run_all(conn, heads.statements().chain(versions)).await
         }
 
         /// The rows that point each record of a batch at its last version
@@ -603,8 +596,11 @@ macro_rules! sql_store {
                 for v in new {
                     last.insert(&v.id, v);
                 }
-                let mut finals: Vec<&RecordVersion> = last.into_values().collect();
-                finals.sort_by_key(|v| v.seq);
+                let mut finals: Vec<(&RecordVersion, Option<&ContentHash>)> = last
+                    .into_values()
+                    .map(|v| (v, inputs.get(&v.seq)))
+                    .collect();
+                finals.sort_by_key(|(v, _)| v.seq);
                 let sets = new
                     .iter()
                     .flat_map(|v| {
@@ -614,9 +610,6 @@ macro_rules! sql_store {
                             .map(move |s| (v.seq, s.as_str()))
                     })
                     .collect();
-                let existed = |v: &&&RecordVersion| before.contains_key(&v.id);
-                let finals: Vec<(&RecordVersion, Option<&ContentHash>)> =
-                    finals.into_iter().map(|v| (v, inputs.get(&v.seq))).collect();
                 let relinked: Vec<&RecordVersion> = finals
                     .iter()
                     .map(|(v, _)| *v)
@@ -649,6 +642,7 @@ macro_rules! sql_store {
                 }
                 let mut acl: Vec<((&str, &str), &str)> = acl.into_iter().collect();
                 acl.sort_unstable();
+                let existed = |v: &&&RecordVersion| before.contains_key(&v.id);
                 Self {
                     unlinked: relinked.iter().filter(existed).map(|v| v.id.as_str()).collect(),
                     unacled: reacled.iter().filter(existed).map(|v| v.id.as_str()).collect(),

@@ -144,7 +144,10 @@ crate::sql::sql_store!(
     SqliteStore,
     sqlx::Sqlite,
     sqlx::sqlite::SqliteRow,
-    "BEGIN IMMEDIATE"
+    // A write transaction takes the database's write lock at once.
+    "BEGIN IMMEDIATE",
+    // Rows aggregated into one JSON array of arrays.
+    "json_group_array(json_array"
 );
 
 #[cfg(test)]
