@@ -427,8 +427,8 @@ pub enum PageItem {
     /// identifier, document), kept with the version so that the next
     /// harvest can recognise an unchanged record before deriving anything
     /// from it (see `Keep`). The record fields travel as
-    /// `rendered.record`, which is what the store writes; `write.record`
-    /// is left `Null`.
+    /// `rendered.record`, which is what the store writes; [`PageItem::put`]
+    /// and [`PageItem::harvested`] leave `write.record` `Null`.
     Put {
         write: Box<RecordWrite>,
         rendered: Rendered,

@@ -118,7 +118,8 @@ impl Raw {
         self.exec(&format!(
             "UPDATE records SET version = version + 1, \
              seq = (SELECT seq FROM change_counter WHERE id = 1), \
-             changed_at = (SELECT last_time FROM change_counter WHERE id = 1) \
+             changed_at = (SELECT last_time FROM change_counter WHERE id = 1), \
+             content_hash = 'late' || content_hash, input_hash = NULL \
              WHERE record_id = '{id}'"
         ))
         .await;

@@ -19,8 +19,9 @@ use crate::{DatabaseUrl, migrate};
 const PAGE_SIZE: u32 = 16 * 1024;
 
 /// How many WAL pages a writer lets accumulate before it checkpoints
-/// itself, which only happens when the [`Checkpointer`] falls behind
-/// (SQLite's default is 1,000).
+/// itself (SQLite's default is 1,000). With the [`Checkpointer`] keeping
+/// up, this is also when the log starts over from its beginning, so about
+/// the size the `-wal` file reaches under a long harvest.
 const WRITER_CHECKPOINT_PAGES: u32 = 4_000;
 
 /// The SQLite implementation of [`crate::Store`].
@@ -47,16 +48,28 @@ impl Checkpointer {
         let wake = Arc::new(Notify::new());
         let woken = Arc::clone(&wake);
         let task = tokio::spawn(async move {
+            let mut failing = false;
             loop {
                 // Commits made while a checkpoint runs leave one wake-up
                 // behind, so the next checkpoint takes them all at once.
                 woken.notified().await;
-                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                // A failure (a full disk, say) is reported once; the next
+                // commit tries again, and writers still checkpoint at
+                // their own threshold meanwhile.
+                match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
                     .execute(&mut conn)
                     .await
                 {
-                    tracing::warn!(error = %e, "background checkpoints stopped; writers checkpoint themselves");
-                    return;
+                    Ok(_) if failing => {
+                        failing = false;
+                        tracing::info!("background checkpoints work again");
+                    }
+                    Ok(_) => {}
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %e, "background checkpoint failed");
+                    }
+                    Err(_) => {}
                 }
             }
         })
@@ -191,8 +204,8 @@ mod tests {
             )
             .await
             .expect("schema");
-        // 40 versions of 20 KB: about 50 WAL pages, far below the writers'
-        // own checkpoint threshold.
+        // 40 versions of 20 KB: a few hundred WAL pages, far below the
+        // writers' own checkpoint threshold.
         for i in 0..40 {
             let write = RecordWrite {
                 id: RecordId::parse(format!("r{i}")).expect("id"),

@@ -1157,11 +1157,14 @@ async fn heads_get_their_hashes_on_upgrade(db: TestDb) {
     assert_eq!(live[&rid("h")].input, Some(key));
     assert_eq!(live[&rid("p")].input, None);
 
-    // Back to migration 4's schema.
+    // Back to migration 4's schema, with a head whose version is missing
+    // (which the store never leaves, and which must not stop the upgrade).
     let undo = [
         "ALTER TABLE records DROP COLUMN content_hash",
         "ALTER TABLE records DROP COLUMN input_hash",
         "DELETE FROM _sqlx_migrations WHERE version = 5",
+        "INSERT INTO records (record_id, version, seq, deleted, schema_id, source_id, \
+         changed_at, created_at) VALUES ('orphan', 1, 1000, false, 's', NULL, 0, 0)",
     ];
     match db.url.backend() {
         Backend::Sqlite => {
@@ -1182,6 +1185,11 @@ async fn heads_get_their_hashes_on_upgrade(db: TestDb) {
 
     let upgraded = sheaf_store::connect(&db.url).await.expect("upgrade");
     assert_eq!(upgraded.live_hashes(&ids).await.expect("hashes"), live);
+    let orphan = upgraded
+        .live_hashes(&[rid("orphan")])
+        .await
+        .expect("hashes");
+    assert_eq!(orphan[&rid("orphan")].content.as_str(), "", "{orphan:?}");
     let c = upgraded
         .commit_page(
             run.id,
