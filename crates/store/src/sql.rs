@@ -281,12 +281,14 @@ macro_rules! sql_store {
             Ok(())
         }
 
-        /// Multi-row `INSERT`s of `rows`, [`ROWS_PER_STATEMENT`] rows a
-        /// statement, each built when taken: `head` names the table and
-        /// columns, `bind` binds one row, `tail` follows the values (an
-        /// `ON CONFLICT` clause, or nothing). Rows given by value are bound
-        /// by value: their strings and bytes move into the statement.
-        fn inserts<T>(
+        /// Statements over a multi-row `VALUES` list of `rows`,
+        /// [`ROWS_PER_STATEMENT`] rows a statement, each built when taken:
+        /// `head` is the statement up to its `VALUES` (an `INSERT`'s table
+        /// and columns, or a `FROM (` to read the rows from), `bind` binds
+        /// one row, `tail` follows the values (an `ON CONFLICT` clause, the
+        /// rest of the `FROM`, or nothing). Rows given by value are bound by
+        /// value: their strings and bytes move into the statement.
+        fn with_values<T>(
             head: &'static str,
             rows: impl IntoIterator<Item = T>,
             mut bind: impl FnMut(sqlx::query_builder::Separated<'_, $db, &'static str>, T),
@@ -497,22 +499,30 @@ macro_rules! sql_store {
         /// reading of records) but produced the same content writes no new
         /// version, and the next harvest can skip those records again.
         async fn rekey_live(conn: &mut Conn, rekeyed: &[(RecordId, ContentHash)]) -> Result<()> {
+            // One row a record, the last key it was given winning.
+            let mut last: HashMap<&RecordId, &ContentHash> = HashMap::new();
             for (id, input) in rekeyed {
-                sqlx::query(
-                    "UPDATE record_versions SET input_hash = $1 WHERE record_id = $2 \
-                     AND version = (SELECT version FROM records WHERE record_id = $2)",
-                )
-                .bind(input.as_str())
-                .bind(id.as_str())
-                .execute(&mut *conn)
-                .await?;
-                sqlx::query("UPDATE records SET input_hash = $1 WHERE record_id = $2")
-                    .bind(input.as_str())
-                    .bind(id.as_str())
-                    .execute(&mut *conn)
-                    .await?;
+                last.insert(id, input);
             }
-            Ok(())
+            let rekeyed: Vec<(&RecordId, &ContentHash)> = last.into_iter().collect();
+            let bind = |mut b: sqlx::query_builder::Separated<'_, $db, &'static str>,
+                        (id, input): &(&RecordId, &ContentHash)| {
+                b.push_bind(id.as_str()).push_bind(input.as_str());
+            };
+            let versions = with_values(
+                "UPDATE record_versions SET input_hash = v.column2 FROM (",
+                &rekeyed,
+                bind,
+                ") AS v WHERE record_versions.record_id = v.column1 AND record_versions.version = \
+                 (SELECT r.version FROM records r WHERE r.record_id = v.column1)",
+            );
+            let heads = with_values(
+                "UPDATE records SET input_hash = v.column2 FROM (",
+                &rekeyed,
+                bind,
+                ") AS v WHERE records.record_id = v.column1",
+            );
+            run_all(conn, versions.chain(heads)).await
         }
 
         /// Inserts new versions (in change order) and points each record, its
@@ -536,7 +546,7 @@ macro_rules! sql_store {
             let documents: Vec<Vec<u8>> =
                 new.iter_mut().map(|v| std::mem::take(&mut v.document)).collect();
             let heads = HeadRows::of(&new, inputs, before);
-            let versions = inserts(
+            let versions = with_values(
                 "INSERT INTO record_versions (record_id, version, seq, deleted, schema_id, \
                  schema_version, document, record, resources, acl, source_id, provenance, \
                  content_hash, input_hash, changed_at) ",
@@ -658,7 +668,7 @@ macro_rules! sql_store {
             /// keys allow: head rows before the links and ACL rows naming
             /// them, resources before their links.
             fn statements(&self) -> impl Iterator<Item = QueryBuilder<$db>> + '_ {
-                let heads = inserts(
+                let heads = with_values(
                     "INSERT INTO records (record_id, version, seq, deleted, schema_id, source_id, \
                      changed_at, created_at, content_hash, input_hash) ",
                     &self.finals,
@@ -679,7 +689,7 @@ macro_rules! sql_store {
                      source_id = excluded.source_id, changed_at = excluded.changed_at, \
                      content_hash = excluded.content_hash, input_hash = excluded.input_hash",
                 );
-                let sets = inserts(
+                let sets = with_values(
                     "INSERT INTO version_sets (seq, set_spec) ",
                     &self.sets,
                     |mut b, (seq, set)| {
@@ -687,7 +697,7 @@ macro_rules! sql_store {
                     },
                     " ON CONFLICT DO NOTHING",
                 );
-                let resources = inserts(
+                let resources = with_values(
                     "INSERT INTO resources (identifier) ",
                     &self.identifiers,
                     |mut b, i| {
@@ -698,7 +708,7 @@ macro_rules! sql_store {
                 // Links name their resource by identifier and find its key
                 // in the same statement (`WHERE true` keeps SQLite from
                 // reading the join's `ON` as the start of the upsert clause).
-                let links = inserts(
+                let links = with_values(
                     "INSERT INTO record_resources (resource_id, record_id) \
                      SELECT r.resource_id, v.column2 FROM (",
                     &self.links,
@@ -708,7 +718,7 @@ macro_rules! sql_store {
                     ") AS v JOIN resources r ON r.identifier = v.column1 WHERE true \
                      ON CONFLICT DO NOTHING",
                 );
-                let acl = inserts(
+                let acl = with_values(
                     "INSERT INTO acl_entries (record_id, sid, permission) ",
                     &self.acl,
                     |mut b, ((id, sid), permission)| {

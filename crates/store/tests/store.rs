@@ -1217,7 +1217,55 @@ async fn heads_get_their_hashes_on_upgrade_on_postgres() {
     }
 }
 
+/// Records whose content a page repeats under new input keys are re-keyed
+/// together, a record given two keys in one page keeping the last.
+async fn many_records_rekeyed_in_one_page(store: DynStore) {
+    with_schema(&store).await;
+    let run = running_harvest(&store).await;
+    let key = |k: &str| ContentHash::of_parts([k.as_bytes()]);
+    let put = |id: &str, k: &str| PageItem::harvested(write(id, &format!("<{id}/>"), &[]), key(k));
+    let c = store
+        .commit_page(run.id, vec![put("a", "1"), put("b", "1")], None, None)
+        .await
+        .expect("created");
+    assert_eq!(c.created, 2);
+    let c = store
+        .commit_page(
+            run.id,
+            vec![put("a", "2"), put("b", "2"), put("a", "3")],
+            None,
+            None,
+        )
+        .await
+        .expect("re-keyed");
+    assert_eq!((c.seen, c.unchanged), (3, 3));
+    let live = store
+        .live_hashes(&[rid("a"), rid("b")])
+        .await
+        .expect("hashes");
+    assert_eq!(live[&rid("a")].input, Some(key("3")));
+    assert_eq!(live[&rid("b")].input, Some(key("2")));
+    for id in ["a", "b"] {
+        assert_eq!(store.record_versions(&rid(id)).await.expect("v").len(), 1);
+    }
+    // The versions carry the keys too: a keep of the new key settles.
+    let c = store
+        .commit_page(
+            run.id,
+            vec![PageItem::Keep {
+                id: rid("a"),
+                input: key("3"),
+            }],
+            None,
+            None,
+        )
+        .await
+        .expect("kept");
+    assert_eq!(c.unchanged, 1);
+}
+
 sheaf_store::backend_tests!(
+    many_records_rekeyed_in_one_page,
     ping_and_backend,
     schema_versions_are_immutable,
     put_unchanged_update_and_conflict,
