@@ -341,8 +341,7 @@ where
     U: Send + 'static,
     F: Fn(T) -> U + Send + Sync + 'static,
 {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let chunk = items.len().div_ceil(cores).max(32);
+    let chunk = items.len().div_ceil(crate::run::cores()).max(32);
     let f = Arc::new(f);
     let mut tasks = Vec::new();
     let mut rest = items;

@@ -898,6 +898,11 @@ impl Fetcher {
     }
 }
 
+/// The cores the harvest spreads its work over (2 when unknown).
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 /// The runtime Sheaf runs on (daemon and commands alike): tokio's
 /// multi-thread runtime with blocking threads (record preparation,
 /// validation, page parsing, DNS) capped at twice the cores, at least 4.
@@ -906,9 +911,8 @@ impl Fetcher {
 /// harvest benchmark peaked at 97 to 100 MB that way and at 84 to 87 MB
 /// with 4 threads on 2 cores, at the same speed.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     tokio::runtime::Builder::new_multi_thread()
-        .max_blocking_threads((2 * cores).max(4))
+        .max_blocking_threads((2 * cores()).max(4))
         .enable_all()
         .build()
 }
